@@ -1,0 +1,373 @@
+"""Stage ``ingest``: local text, HTML, JSONL and Parquet files -> documents.
+
+The readers below are plain Python generators (testable without Spark). The Spark stage
+spreads the files over tasks, balanced by size, and runs the readers in ``mapInArrow``.
+
+Bad input never stops the stage: every unreadable record becomes a working row with a
+drop reason and a detail naming the file (and line or row), so it is counted, logged and
+kept in ``_rejects/`` while the good records around it survive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.errors import StageInputError
+from pipelines.schema import BYTES_IN, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA, document_id
+from pipelines.stage import Stage
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+Format = Literal["text", "html", "jsonl", "parquet"]
+
+EXTENSIONS: dict[str, Format] = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+    ".rst": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".xhtml": "html",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+MiB = 1024 * 1024
+BINARY_SNIFF_BYTES = 8192
+
+
+class IngestConfig(BaseModel):
+    """Recipe section ``ingest``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(default_factory=list, description="files or directories to read (recursively)")
+    formats: list[Format] = Field(
+        default_factory=lambda: ["text", "html", "jsonl", "parquet"],
+        description="which file kinds to read; others are counted and skipped",
+    )
+    source: str = Field("local", description="value of the `source` column")
+    text_key: str = Field("text", description="JSONL/Parquet field holding the text")
+    id_key: str = Field("id", description="JSONL/Parquet field holding an id (optional)")
+    url_key: str = Field("url", description="JSONL/Parquet field holding a URL (optional)")
+    title_key: str = Field("title", description="JSONL/Parquet field holding a title (optional)")
+    html_main_content: bool = Field(True, description="keep only the main content of HTML pages")
+    max_file_bytes: int = Field(256 * MiB, ge=1, description="larger files are skipped")
+    max_doc_bytes: int = Field(10 * MiB, ge=1, description="larger documents (or JSONL lines) are skipped")
+    max_decompressed_bytes: int = Field(1024 * MiB, ge=1, description="cap on a .gz file's output (gzip bombs)")
+    files_per_task: int = Field(64, ge=1, description="how many files one Spark task reads at most")
+
+
+def detect_format(path: Path) -> Format | None:
+    suffixes = path.suffixes
+    if suffixes and suffixes[-1].lower() == ".gz":
+        suffixes = suffixes[:-1]
+    return EXTENSIONS.get(suffixes[-1].lower()) if suffixes else None
+
+
+def list_input_files(paths: Iterable[str | Path], formats: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Files to read (with the root they were found under) and counts of skipped extensions."""
+    wanted = set(formats)
+    files: list[dict[str, Any]] = []
+    skipped: dict[str, int] = {}
+    for raw in paths:
+        root = Path(raw).expanduser().resolve()
+        if not root.exists():
+            raise StageInputError(f"{raw}: input path does not exist")
+        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        base = root.parent if root.is_file() else root
+        for path in candidates:
+            fmt = detect_format(path)
+            if fmt is None or fmt not in wanted:
+                key = "".join(path.suffixes[-2:]).lower() or "(none)"
+                skipped[key] = skipped.get(key, 0) + 1
+                continue
+            files.append(
+                {"path": str(path), "rel": str(path.relative_to(base)), "format": fmt, "size": path.stat().st_size}
+            )
+    return files, dict(sorted(skipped.items(), key=lambda kv: -kv[1]))
+
+
+class DecompressionLimit(Exception):
+    pass
+
+
+class _CappedReader(io.RawIOBase):
+    """Reads a decompressed stream and fails past ``limit`` bytes (gzip bomb guard)."""
+
+    def __init__(self, inner: io.BufferedIOBase, limit: int) -> None:
+        self.inner, self.limit, self.seen = inner, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self.inner.read(len(buffer))
+        self.seen += len(chunk)
+        if self.seen > self.limit:
+            raise DecompressionLimit(f"decompressed size exceeds {self.limit} bytes")
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _open_binary(path: str, config: IngestConfig) -> io.BufferedIOBase:
+    if path.lower().endswith(".gz"):
+        return io.BufferedReader(_CappedReader(gzip.open(path, "rb"), config.max_decompressed_bytes), MiB)
+    return open(path, "rb")
+
+
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes or mostly control characters in the first block: not text."""
+    head = data[:BINARY_SNIFF_BYTES]
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13, 27))
+    return bool(head) and controls / len(head) > 0.1
+
+
+def decode_bytes(data: bytes, html: bool = False) -> tuple[str, str]:
+    """Decode with UTF-8 if valid, else the detected charset (HTML: meta tag first)."""
+    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+
+    try:
+        return data.decode("utf-8").lstrip("\ufeff"), "utf-8"
+    except UnicodeDecodeError:
+        encoding = detect_encoding(data, from_html_meta=html)
+        return bytes_to_str(data, encoding, errors="replace"), encoding
+
+
+def html_to_text(html: str, main_content: bool = True) -> tuple[str, str | None]:
+    """Main text and title of an HTML page (resiliparse: fast, robust on broken markup)."""
+    from resiliparse.extract.html2text import extract_plain_text
+    from resiliparse.parse.html import HTMLTree
+
+    tree = HTMLTree.parse(html)
+    text = extract_plain_text(tree, main_content=main_content, preserve_formatting=True, list_bullets=True)
+    title = (tree.title or "").strip() or None
+    return text.strip(), title
+
+
+def _mtime(path: str) -> datetime:
+    return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
+
+
+def _row(config: IngestConfig, locator: str, **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": document_id(config.source, locator),
+        "url": None,
+        "title": None,
+        "text": "",
+        "source": config.source,
+        "fetched_at": None,
+        "lang": None,
+        "lang_score": None,
+        "annotations": None,
+        "metadata": None,
+        DROP_REASON: None,
+        DROP_DETAIL: None,
+        BYTES_IN: 0,
+    }
+    row.update(fields)
+    return row
+
+
+def _reject(config: IngestConfig, locator: str, reason: str, detail: str, bytes_in: int = 0, **fields: Any) -> dict[str, Any]:
+    return _row(config, locator, **{DROP_REASON: reason, DROP_DETAIL: detail, BYTES_IN: bytes_in, **fields})
+
+
+def _keep_or_drop(row: dict[str, Any], where: str, config: IngestConfig) -> dict[str, Any]:
+    text = row["text"]
+    if not text or not text.strip():
+        row[DROP_REASON], row[DROP_DETAIL], row["text"] = "empty_text", f"{where}: no text", text or ""
+    elif len(text) > config.max_doc_bytes:
+        row[DROP_REASON], row[DROP_DETAIL] = "doc_too_large", f"{where}: {len(text)} characters"
+        row["text"] = ""
+    return row
+
+
+def _read_whole_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
+    path, rel, fmt = file["path"], file["rel"], file["format"]
+    with _open_binary(path, config) as handle:
+        data = handle.read(config.max_doc_bytes + 1)
+    if len(data) > config.max_doc_bytes:
+        yield _reject(config, rel, "doc_too_large", f"{path}: larger than {config.max_doc_bytes} bytes", file["size"])
+        return
+    if looks_binary(data):
+        yield _reject(config, rel, "binary_content", f"{path}: binary data in a {fmt} file", len(data))
+        return
+    text, encoding = decode_bytes(data, html=fmt == "html")
+    title = None
+    if fmt == "html":
+        text, title = html_to_text(text, config.html_main_content)
+    row = _row(
+        config,
+        rel,
+        url=Path(path).as_uri(),
+        title=title,
+        text=text,
+        fetched_at=_mtime(path),
+        metadata={"file": rel, "format": fmt, "encoding": encoding},
+        **{BYTES_IN: len(data)},
+    )
+    yield _keep_or_drop(row, path, config)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], config: IngestConfig, bytes_in: int, extra_meta: dict[str, str]) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        return _reject(config, locator, "malformed_record", f"{where}: not a JSON object", bytes_in)
+    if config.text_key not in record:
+        return _reject(config, locator, "missing_text", f"{where}: no '{config.text_key}' field", bytes_in)
+    text = record[config.text_key]
+    if not isinstance(text, str):
+        return _reject(
+            config, locator, "bad_text_type", f"{where}: '{config.text_key}' is {type(text).__name__}, not a string", bytes_in
+        )
+    given_id = record.get(config.id_key)
+    row = _row(
+        config,
+        locator,
+        url=_str_or_none(record.get(config.url_key)),
+        title=_str_or_none(record.get(config.title_key)),
+        text=text,
+        fetched_at=_mtime(file["path"]),
+        metadata={"file": file["rel"], "format": file["format"], **extra_meta},
+        **{BYTES_IN: bytes_in},
+    )
+    if given_id not in (None, ""):
+        row["id"] = str(given_id)
+    return _keep_or_drop(row, where, config)
+
+
+def _read_jsonl(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
+    path, rel = file["path"], file["rel"]
+    with _open_binary(path, config) as handle:
+        for number, line in enumerate(handle, start=1):
+            where, locator = f"{path}:{number}", f"{rel}:{number}"
+            if len(line) > config.max_doc_bytes:
+                yield _reject(config, locator, "doc_too_large", f"{where}: line of {len(line)} bytes", len(line))
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                yield _reject(config, locator, "malformed_jsonl", f"{where}: {exc}", len(line))
+                continue
+            yield _record_row(record, locator, where, file, config, len(line), {"line": str(number)})
+
+
+def _read_parquet(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
+    path, rel = file["path"], file["rel"]
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if config.text_key not in names:
+        yield _reject(
+            config, rel, "missing_text", f"{path}: no column '{config.text_key}' (columns: {', '.join(names)})", file["size"]
+        )
+        return
+    wanted = [k for k in (config.text_key, config.id_key, config.url_key, config.title_key) if k in names]
+    row_number = 0
+    for batch in parquet.iter_batches(columns=wanted, batch_size=1024):
+        for record in batch.to_pylist():
+            where, locator = f"{path}#row={row_number}", f"{rel}#{row_number}"
+            text = record.get(config.text_key)
+            size = len(text.encode()) if isinstance(text, str) else 0
+            yield _record_row(record, locator, where, file, config, size, {"row": str(row_number)})
+            row_number += 1
+
+
+READERS = {"text": _read_whole_file, "html": _read_whole_file, "jsonl": _read_jsonl, "parquet": _read_parquet}
+
+
+def read_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
+    """All working rows of one file. Never raises for bad content: errors become rejected rows."""
+    path, rel = file["path"], file["rel"]
+    if file["size"] > config.max_file_bytes:
+        yield _reject(config, rel, "file_too_large", f"{path}: {file['size']} bytes > {config.max_file_bytes}", file["size"])
+        return
+    try:
+        yield from READERS[file["format"]](file, config)
+    except DecompressionLimit as exc:
+        yield _reject(config, rel + "#gzip", "decompression_limit", f"{path}: {exc}")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        yield _reject(config, rel + "#gzip", "truncated_gzip", f"{path}: {exc or 'unexpected end of gzip data'}")
+    except (OSError, pa.ArrowException) as exc:
+        yield _reject(config, rel + "#read", "read_error", f"{path}: {exc}")
+
+
+def _batches(rows: Iterable[dict[str, Any]], max_rows: int = 2048, max_bytes: int = 64 * MiB) -> Iterator[pa.RecordBatch]:
+    pending: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        pending.append(row)
+        size += len(row["text"])
+        if len(pending) >= max_rows or size >= max_bytes:
+            yield pa.RecordBatch.from_pylist(pending, schema=WORKING_SCHEMA)
+            pending, size = [], 0
+    if pending:
+        yield pa.RecordBatch.from_pylist(pending, schema=WORKING_SCHEMA)
+
+
+def balance_files(files: list[dict[str, Any]], tasks: int) -> list[list[dict[str, Any]]]:
+    """Greedy largest-first assignment of files to ``tasks`` bins of similar total size."""
+    bins: list[list[dict[str, Any]]] = [[] for _ in range(max(1, tasks))]
+    totals = [0] * len(bins)
+    for file in sorted(files, key=lambda f: -f["size"]):
+        index = totals.index(min(totals))
+        bins[index].append(file)
+        totals[index] += max(file["size"], 1)
+    return [b for b in bins if b]
+
+
+class IngestStage(Stage):
+    name = "ingest"
+    summary = "local text/HTML/JSONL/Parquet files -> documents"
+    Config = IngestConfig
+    reads_raw_files = True
+
+    def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
+        assert isinstance(config, IngestConfig)
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        files, skipped = list_input_files(inputs, config.formats)
+        self.extra_stats = {
+            "files": {
+                "read": len(files),
+                "bytes": sum(f["size"] for f in files),
+                "skipped_by_extension": skipped,
+            }
+        }
+        if not files:
+            raise StageInputError(
+                f"ingest: no {'/'.join(config.formats)} files under {', '.join(map(str, inputs))}"
+                + (f" (skipped: {skipped})" if skipped else "")
+            )
+        parallelism = spark.sparkContext.defaultParallelism
+        tasks = max(parallelism * 2, -(-len(files) // config.files_per_task))
+        bins = balance_files(files, min(tasks, len(files)))
+        task_rdd = spark.sparkContext.parallelize(bins, len(bins)).flatMap(lambda b: b)
+        task_df = spark.createDataFrame(task_rdd, "path string, rel string, format string, size long")
+        settings = config.model_dump()
+
+        def read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            cfg = IngestConfig(**settings)
+            rows = (row for batch in batches for file in batch.to_pylist() for row in read_file(file, cfg))
+            yield from _batches(rows)
+
+        return task_df.mapInArrow(read_partition, from_arrow_schema(WORKING_SCHEMA))

@@ -1,0 +1,107 @@
+"""The one document schema every corpus stage reads and writes.
+
+Kept in Arrow terms (pyarrow only, no Spark import) so that readers, tests and the
+shard tooling can use it without a JVM. ``docs/schema.md`` documents each column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import SchemaError
+
+DOCUMENT_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("fetched_at", pa.timestamp("us", tz="UTC")),
+        pa.field("lang", pa.string()),
+        pa.field("lang_score", pa.float32()),
+        # Numeric signals from annotators ("store scores, decide later"), e.g. "gopher.word_count".
+        pa.field("annotations", pa.map_(pa.string(), pa.float64())),
+        # Free-form provenance, e.g. "file", "line", "encoding", "content_type".
+        pa.field("metadata", pa.map_(pa.string(), pa.string())),
+    ]
+)
+DOCUMENT_COLUMNS: list[str] = DOCUMENT_SCHEMA.names
+
+# Columns a stage adds while it works; never written to the kept output.
+DROP_REASON = "_drop_reason"
+DROP_DETAIL = "_drop_detail"
+BYTES_IN = "_bytes_in"
+WORKING_SCHEMA = DOCUMENT_SCHEMA.append(pa.field(DROP_REASON, pa.string())).append(
+    pa.field(DROP_DETAIL, pa.string())
+).append(pa.field(BYTES_IN, pa.int64()))
+
+
+def document_id(source: str, locator: str) -> str:
+    """A stable id: the same source and locator (relative path, line, URL) give the same id."""
+    return hashlib.sha256(f"{source}\x00{locator}".encode()).hexdigest()[:32]
+
+
+def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_string(expected):
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual) or pa.types.is_string_view(actual)
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual)
+    if pa.types.is_timestamp(expected):
+        return pa.types.is_timestamp(actual)
+    if pa.types.is_map(expected):
+        return (
+            pa.types.is_map(actual)
+            and _same_kind(actual.key_type, expected.key_type)
+            and _same_kind(actual.item_type, expected.item_type)
+        )
+    return actual.equals(expected)
+
+
+def check_schema(schema: pa.Schema, where: str) -> None:
+    """Raise SchemaError naming ``where`` and the first column that does not fit."""
+    for field in DOCUMENT_SCHEMA:
+        index = schema.get_field_index(field.name)
+        if index < 0:
+            raise SchemaError(
+                f"{where}: missing column '{field.name}' (expected {field.type}); "
+                f"found columns: {', '.join(schema.names) or 'none'}"
+            )
+        actual = schema.field(index).type
+        if not _same_kind(actual, field.type):
+            raise SchemaError(f"{where}: column '{field.name}' has type {actual}, expected {field.type}")
+
+
+def dataset_files(path: Path) -> list[Path]:
+    """The Parquet files of a dataset directory, skipping hidden and ``_``-prefixed entries."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SchemaError(f"{path}: no such file or directory")
+    files = sorted(
+        p
+        for p in path.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise SchemaError(f"{path}: no Parquet files found")
+    return files
+
+
+def validate_dataset(path: Path) -> list[Path]:
+    """Check every file footer of a document dataset; return its files.
+
+    Footers only: cheap even for thousands of files, and it fails before Spark starts a job.
+    """
+    files = dataset_files(path)
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SchemaError(f"{file}: not a readable Parquet file ({exc})") from exc
+        check_schema(schema, str(file))
+    return files

@@ -1,0 +1,131 @@
+"""The one place a SparkSession is made.
+
+``local[*]`` by default, tuned for a small machine; ``master: spark://host:7077`` in the
+recipe (or ``--spark-master``) runs the same jobs on a standalone cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipelines.errors import JavaMissingError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger("corpusforge.spark")
+
+MIN_JAVA = 17
+JAVA_HINT = (
+    "Install Java 17 or newer (Debian/Ubuntu: `sudo apt-get install openjdk-17-jre-headless`) "
+    "or point JAVA_HOME at one."
+)
+
+
+class SparkSettings(BaseModel):
+    """Recipe section ``spark``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = Field("local[*]", description="local[*], local[N] or spark://host:port")
+    app_name: str = "corpusforge"
+    driver_memory: str = Field("2g", description="JVM heap of the driver, e.g. 2g")
+    shuffle_partitions: int | None = Field(
+        None, ge=1, description="spark.sql.shuffle.partitions; default: 4 per local core"
+    )
+    log_level: str = Field("WARN", pattern="^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
+    conf: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
+
+
+def find_java() -> tuple[str, int]:
+    """Return the java executable and its major version, or raise JavaMissingError."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        where = f"JAVA_HOME={java_home} has no bin/java" if java_home else "no `java` on PATH"
+        raise JavaMissingError(f"Spark needs Java {MIN_JAVA}+ and none was found ({where}). {JAVA_HINT}")
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise JavaMissingError(f"Could not run {java} -version ({exc}). {JAVA_HINT}") from exc
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise JavaMissingError(f"Could not read the version of {java}. {JAVA_HINT}")
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8" style
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise JavaMissingError(f"Spark needs Java {MIN_JAVA}+, but {java} is Java {major}. {JAVA_HINT}")
+    return java, major
+
+
+def spark_conf(settings: SparkSettings) -> dict[str, str]:
+    """The full configuration a session is built with (exposed for tests and `--dry-run`)."""
+    cores = os.cpu_count() or 2
+    log4j = resources.files("pipelines").joinpath("log4j2.properties")
+    java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+    conf = {
+        "spark.master": settings.master,
+        "spark.app.name": settings.app_name,
+        "spark.driver.memory": settings.driver_memory,
+        "spark.driver.extraJavaOptions": java_opts,
+        "spark.executor.extraJavaOptions": java_opts,
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions or 4 * cores),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.parquet.compression.codec": "zstd",
+        # The stage contract writes its own _SUCCESS (with a fingerprint) last.
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.python.worker.reuse": "true",
+    }
+    conf.update(settings.conf)
+    return conf
+
+
+def get_spark(settings: SparkSettings | None = None) -> "SparkSession":
+    """Return the running session, or start one from ``settings``."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    settings = settings or SparkSettings()
+    if settings.master.startswith("local"):
+        find_java()
+    # Executors must run the same interpreter (and so the same venv) as the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    log.info("starting Spark (%s)", settings.master)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.log_level)
+    return spark
+
+
+@contextmanager
+def spark_session(settings: SparkSettings | None = None) -> Iterator["SparkSession"]:
+    """A session for the block; stopped afterwards only if this block started it."""
+    from pyspark.sql import SparkSession
+
+    started_here = SparkSession.getActiveSession() is None
+    spark = get_spark(settings)
+    try:
+        yield spark
+    finally:
+        if started_here:
+            spark.stop()

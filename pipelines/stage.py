@@ -1,0 +1,307 @@
+"""The stage contract every Spark stage follows.
+
+A stage turns its inputs into a *working* DataFrame: the document columns plus
+``_drop_reason`` (null = keep), ``_drop_detail`` (where and why, e.g. ``file.jsonl:17: …``)
+and ``_bytes_in``. :func:`run_stage` does the rest, the same way for every stage:
+
+- writes into ``.<out>.tmp-<pid>`` beside the output and renames it on success, so a
+  killed stage never leaves output that looks finished;
+- inside the output: ``part-*.parquet`` (kept documents), ``_rejects/`` (dropped records
+  with reason, detail and a text preview), ``_stats.json``, and ``_SUCCESS`` written last;
+- skips the stage when ``_SUCCESS`` holds the same fingerprint (stage, config, inputs,
+  code), so a rerun resumes after the last finished stage;
+- holds a lock so two runs cannot write the same output.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+from pydantic import BaseModel
+
+from pipelines.errors import StageInputError, StageLockedError
+from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, validate_dataset
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger("corpusforge.stage")
+
+SUCCESS_FILE = "_SUCCESS"
+STATS_FILE = "_stats.json"
+REJECTS_DIR = "_rejects"
+REJECT_PREVIEW_CHARS = 500
+LOGGED_DETAILS = 50
+EXAMPLES_PER_REASON = 5
+
+
+class Stage(ABC):
+    """One step of a corpus build. Subclasses set ``name``, ``Config`` and ``transform``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+    # True for stages that read raw files (ingest, crawl); False for stages that read documents.
+    reads_raw_files: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.extra_stats: dict[str, Any] = {}
+
+    @abstractmethod
+    def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
+        """Return the working DataFrame (document columns + drop reason, detail, bytes in)."""
+
+    def read_documents(self, spark: "SparkSession", inputs: list[Path]) -> "DataFrame":
+        """Read document datasets after checking every file's schema on the driver."""
+        files: list[str] = []
+        for path in inputs:
+            files.extend(str(f) for f in validate_dataset(path))
+        return spark.read.parquet(*files).select(*DOCUMENT_COLUMNS)
+
+
+@dataclass
+class StageResult:
+    stage: str
+    output: Path
+    stats: dict[str, Any]
+    skipped: bool
+
+
+def _hash_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def input_fingerprint(path: Path) -> str:
+    """Cheap identity of an input: a finished stage's own fingerprint, else file names, sizes, mtimes."""
+    success = path / SUCCESS_FILE
+    if success.is_file():
+        try:
+            return "stage:" + json.loads(success.read_text())["fingerprint"]
+        except (ValueError, KeyError):
+            pass
+    if path.is_file():
+        st = path.stat()
+        return _hash_json([path.name, st.st_size, st.st_mtime_ns])
+    if not path.exists():
+        raise StageInputError(f"{path}: input does not exist")
+    entries = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = Path(root, name)
+            try:
+                st = full.stat()
+            except OSError:
+                continue
+            entries.append([str(full.relative_to(path)), st.st_size, st.st_mtime_ns])
+    return _hash_json(entries)
+
+
+def code_fingerprint(stage: Stage) -> str:
+    """Source of the stage's module and of this contract: changed code reruns the stage."""
+    sources = [inspect.getsource(inspect.getmodule(type(stage))), inspect.getsource(inspect.getmodule(Stage))]
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()
+
+
+def stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel) -> str:
+    return _hash_json(
+        {
+            "stage": stage.name,
+            "config": config.model_dump(mode="json"),
+            "inputs": [input_fingerprint(p) for p in inputs],
+            "code": code_fingerprint(stage),
+        }
+    )
+
+
+def read_success(output: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((output / SUCCESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _output_lock(output: Path) -> Iterator[None]:
+    lock_path = output.parent / f".{output.name}.lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise StageLockedError(f"{output}: another run (pid {holder}) is writing this output") from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(output: Path) -> None:
+    for leftover in output.parent.glob(f".{output.name}.tmp-*"):
+        log.warning("removing unfinished output of an earlier, interrupted run: %s", leftover)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _collect_stats(working: "DataFrame") -> dict[str, Any]:
+    from pyspark.sql import functions as F
+
+    rows = (
+        working.groupBy(F.col(DROP_REASON).alias("reason"))
+        .agg(
+            F.count(F.lit(1)).alias("docs"),
+            F.sum(F.col(BYTES_IN)).alias("bytes_in"),
+            F.sum(F.octet_length("text")).alias("bytes_text"),
+        )
+        .collect()
+    )
+    stats: dict[str, Any] = {"docs_in": 0, "bytes_in": 0, "docs_out": 0, "bytes_out": 0, "dropped": {}}
+    for row in rows:
+        stats["docs_in"] += row["docs"]
+        stats["bytes_in"] += row["bytes_in"] or 0
+        if row["reason"] is None:
+            stats["docs_out"] = row["docs"]
+            stats["bytes_out"] = row["bytes_text"] or 0
+        else:
+            stats["dropped"][row["reason"]] = {"docs": row["docs"], "bytes": row["bytes_in"] or 0}
+    stats["dropped"] = dict(sorted(stats["dropped"].items(), key=lambda kv: -kv[1]["docs"]))
+    return stats
+
+
+def _report_details(working: "DataFrame", stats: dict[str, Any], stage_name: str) -> None:
+    """Log where records were skipped (file:line …) and keep a few examples per reason in the stats."""
+    from pyspark.sql import functions as F
+
+    if not stats["dropped"]:
+        return
+    details = (
+        working.where(F.col(DROP_DETAIL).isNotNull())
+        .select(DROP_REASON, DROP_DETAIL)
+        .limit(LOGGED_DETAILS)
+        .collect()
+    )
+    examples: dict[str, list[str]] = {}
+    for row in details:
+        log.warning("%s: skipped (%s) %s", stage_name, row[DROP_REASON], row[DROP_DETAIL])
+        bucket = examples.setdefault(row[DROP_REASON], [])
+        if len(bucket) < EXAMPLES_PER_REASON:
+            bucket.append(row[DROP_DETAIL])
+    total = sum(v["docs"] for v in stats["dropped"].values())
+    if total > len(details):
+        log.warning("%s: %d more skipped records; see %s/", stage_name, total - len(details), REJECTS_DIR)
+    stats["examples"] = examples
+
+
+def run_stage(
+    stage: Stage,
+    inputs: list[Path],
+    output: Path,
+    config: BaseModel,
+    spark: "SparkSession",
+    *,
+    force: bool = False,
+    output_partitions: int | None = None,
+) -> StageResult:
+    """Run ``stage`` under the contract above; skip it if its finished output is current."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    output = output.resolve()
+    inputs = [Path(p).resolve() for p in inputs]
+    if not inputs:
+        raise StageInputError(f"stage {stage.name}: no input given")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fingerprint = stage_fingerprint(stage, inputs, config)
+
+    with _output_lock(output):
+        done = read_success(output)
+        if not force and done and done.get("fingerprint") == fingerprint:
+            stats = json.loads((output / STATS_FILE).read_text())
+            log.info("%s: output is current, skipping (%s)", stage.name, output)
+            return StageResult(stage.name, output, stats, skipped=True)
+        _remove_leftovers(output)
+
+        tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
+        started = time.time()
+        started_at = datetime.now(timezone.utc).isoformat()
+        log.info("%s: %s -> %s", stage.name, ", ".join(map(str, inputs)), output)
+        working = stage.transform(spark, inputs, config).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            kept = working.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
+            if output_partitions:
+                kept = kept.coalesce(output_partitions)
+            kept.write.mode("errorifexists").parquet(str(tmp))
+            rejects = working.where(F.col(DROP_REASON).isNotNull()).select(
+                "id",
+                "url",
+                "source",
+                F.col(DROP_REASON).alias("reason"),
+                F.col(DROP_DETAIL).alias("detail"),
+                F.substring("text", 1, REJECT_PREVIEW_CHARS).alias("text_preview"),
+            )
+            rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
+            stats = _collect_stats(working)
+            _report_details(working, stats, stage.name)
+        finally:
+            working.unpersist()
+
+        stats = {
+            "stage": stage.name,
+            **stats,
+            **stage.extra_stats,
+            "wall_seconds": round(time.time() - started, 3),
+            "started_at": started_at,
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+            "inputs": [str(p) for p in inputs],
+            "output": str(output),
+            "config": config.model_dump(mode="json"),
+            "spark_master": spark.sparkContext.master,
+            "fingerprint": fingerprint,
+        }
+        _atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+        _atomic_write_text(
+            tmp / SUCCESS_FILE,
+            json.dumps({"stage": stage.name, "fingerprint": fingerprint, "finished_at": stats["finished_at"]})
+            + "\n",
+        )
+        if output.exists():
+            trash = output.parent / f".{output.name}.tmp-{os.getpid()}-old"
+            os.rename(output, trash)
+            os.rename(tmp, output)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, output)
+        log.info(
+            "%s: %d of %d documents kept in %.1fs",
+            stage.name,
+            stats["docs_out"],
+            stats["docs_in"],
+            stats["wall_seconds"],
+        )
+        return StageResult(stage.name, output, stats, skipped=False)
