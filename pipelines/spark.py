@@ -120,12 +120,22 @@ def get_spark(settings: SparkSettings | None = None) -> "SparkSession":
 @contextmanager
 def spark_session(settings: SparkSettings | None = None) -> Iterator["SparkSession"]:
     """A session for the block; stopped afterwards only if this block started it."""
+    with spark_scope():
+        yield get_spark(settings)
+
+
+@contextmanager
+def spark_scope() -> Iterator[None]:
+    """Stop, on exit, a session that was started inside the block (lazily, by get_spark).
+
+    Used by flows: one session per flow run, and none at all when every stage is current.
+    """
     from pyspark.sql import SparkSession
 
-    started_here = SparkSession.getActiveSession() is None
-    spark = get_spark(settings)
+    already_running = SparkSession.getActiveSession() is not None
     try:
-        yield spark
+        yield
     finally:
-        if started_here:
-            spark.stop()
+        active = SparkSession.getActiveSession()
+        if active is not None and not already_running:
+            active.stop()

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from pydantic import BaseModel
 
@@ -223,12 +223,15 @@ def run_stage(
     inputs: list[Path],
     output: Path,
     config: BaseModel,
-    spark: "SparkSession",
+    spark: "Callable[[], SparkSession]",
     *,
     force: bool = False,
     output_partitions: int | None = None,
 ) -> StageResult:
-    """Run ``stage`` under the contract above; skip it if its finished output is current."""
+    """Run ``stage`` under the contract above; skip it if its finished output is current.
+
+    ``spark`` is called only when the stage really runs, so a fully current build starts no JVM.
+    """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -246,12 +249,13 @@ def run_stage(
             log.info("%s: output is current, skipping (%s)", stage.name, output)
             return StageResult(stage.name, output, stats, skipped=True)
         _remove_leftovers(output)
+        session = spark()
 
         tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
         started = time.time()
         started_at = datetime.now(timezone.utc).isoformat()
         log.info("%s: %s -> %s", stage.name, ", ".join(map(str, inputs)), output)
-        working = stage.transform(spark, inputs, config).persist(StorageLevel.MEMORY_AND_DISK)
+        working = stage.transform(session, inputs, config).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             kept = working.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
             if output_partitions:
@@ -281,7 +285,7 @@ def run_stage(
             "inputs": [str(p) for p in inputs],
             "output": str(output),
             "config": config.model_dump(mode="json"),
-            "spark_master": spark.sparkContext.master,
+            "spark_master": session.sparkContext.master,
             "fingerprint": fingerprint,
         }
         _atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Orchestration: recipes, the Prefect flows and the `corpusforge` command line."""

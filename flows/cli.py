@@ -1,0 +1,186 @@
+"""The `corpusforge` command line.
+
+    corpusforge run RECIPE [--out DIR] [--set KEY=VALUE ...]
+    corpusforge stage NAME --in PATH --out PATH [--set KEY=VALUE ...]
+    corpusforge validate RECIPE [--set KEY=VALUE ...]
+    corpusforge stages
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from flows.recipe import Recipe, default_recipe, load_recipe
+from pipelines.errors import CorpusforgeError
+from pipelines.registry import STAGES
+
+app = typer.Typer(
+    name="corpusforge",
+    help="Build language-model training corpora: ingest, filter, deduplicate, tokenize, synthesize.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a recipe key by its dotted path, e.g. --set ingest.max_file_bytes=1000000 (repeatable).",
+    ),
+]
+MasterOption = Annotated[
+    Optional[str],
+    typer.Option("--spark-master", help="Spark master URL: local[*] (default), local[N] or spark://host:7077."),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Rerun stages even if their output is current.")]
+
+
+def _version() -> str:
+    try:
+        return version("corpusforge")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = RichHandler(console=console, show_path=False, markup=False, log_time_format="%H:%M:%S")
+    logger = logging.getLogger("corpusforge")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def _overrides(sets: list[str] | None, spark_master: str | None) -> list[str]:
+    items = list(sets or [])
+    if spark_master:
+        items.append(f"spark.master={json.dumps(spark_master)}")
+    return items
+
+
+def _print_stages_table(stages: list[dict]) -> None:
+    table = Table(title="corpusforge build", show_lines=False)
+    for column in ("stage", "status", "docs in", "docs out", "dropped", "wall s"):
+        table.add_column(column, justify="right" if column not in ("stage", "status") else "left")
+    for s in stages:
+        dropped = ", ".join(f"{reason} {v['docs']:,}" for reason, v in s["dropped"].items()) or "-"
+        table.add_row(
+            s["stage"],
+            "skipped (current)" if s["skipped"] else "ran",
+            f"{s['docs_in']:,}",
+            f"{s['docs_out']:,}",
+            dropped,
+            f"{s['wall_seconds']:.1f}",
+        )
+    Console().print(table)
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    show_version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    if show_version:
+        typer.echo(f"corpusforge {_version()}")
+        raise typer.Exit()
+    _setup_logging(verbose)
+
+
+@app.command()
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    sets: SetOption = None,
+    show: Annotated[bool, typer.Option("--show", help="Print the full recipe with every default filled in.")] = False,
+) -> None:
+    """Check a recipe: unknown keys, wrong types and bad values are reported with file, line and key."""
+    parsed = load_recipe(recipe, sets or [])
+    console.print(f"[green]ok[/]: {recipe} is valid; stages: {' -> '.join(parsed.stages)}")
+    if show:
+        import yaml
+
+        typer.echo(yaml.safe_dump(parsed.model_dump(mode="json"), sort_keys=False))
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: build/<recipe name>).")] = None,
+    sets: SetOption = None,
+    spark_master: MasterOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Run a whole recipe as a Prefect flow (local ephemeral Prefect API unless PREFECT_API_URL is set).
+
+    Each stage writes OUT/<stage>/; finished stages whose inputs and settings are unchanged are skipped.
+    """
+    parsed = load_recipe(recipe, _overrides(sets, spark_master))
+    out_dir = (out or Path("build") / parsed.name).resolve()
+    from flows.build import build_corpus
+
+    result = build_corpus(parsed, str(out_dir), force=force)
+    _print_stages_table(result["stages"])
+    typer.echo(f"outputs: {result['output']}")
+    typer.echo(f"report:  {result['report']}")
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help=f"Stage name: {', '.join(STAGES)}.")],
+    in_path: Annotated[list[Path], typer.Option("--in", help="Input path (repeatable for raw-file stages).")],
+    out: Annotated[Path, typer.Option("--out", help="Output dataset directory.")],
+    sets: SetOption = None,
+    recipe: Annotated[
+        Optional[Path], typer.Option("--recipe", help="Take settings from this recipe instead of the defaults.")
+    ] = None,
+    spark_master: MasterOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Run one stage alone, with its recipe section's defaults (or --recipe), without Prefect."""
+    if name not in STAGES:
+        raise CorpusforgeError(f"unknown stage '{name}'; known stages: {', '.join(STAGES)}")
+    overrides = _overrides(sets, spark_master)
+    parsed: Recipe = load_recipe(recipe, overrides) if recipe else default_recipe(overrides)
+    from flows.runner import execute_stage
+    from flows.report import stage_summary
+    from pipelines.spark import spark_scope
+
+    with spark_scope():
+        result = execute_stage(parsed, name, list(in_path), out, force=force)
+    _print_stages_table([stage_summary(result)])
+    typer.echo(f"output: {result.output}")
+    typer.echo(f"stats:  {result.output / '_stats.json'}")
+
+
+@app.command("stages")
+def list_stages() -> None:
+    """List the stages in pipeline order."""
+    table = Table()
+    table.add_column("stage")
+    table.add_column("what it does")
+    for name, cls in STAGES.items():
+        table.add_row(name, cls.summary)
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except CorpusforgeError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

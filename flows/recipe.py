@@ -1,0 +1,153 @@
+"""Recipes: one YAML file describes a corpus build; pydantic validates it.
+
+Every error names the recipe file, the line and the dotted key (``ingest.max_file_bytes``);
+``--set KEY=VALUE`` overrides any key by that same dotted path before validation.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipelines.errors import CorpusforgeError
+from pipelines.ingest import IngestConfig
+from pipelines.registry import STAGES
+from pipelines.spark import SparkSettings
+
+
+class RecipeError(CorpusforgeError):
+    """A recipe (or a --set override) is not valid; the message lists every problem."""
+
+
+class Recipe(BaseModel):
+    """A corpus build: which stages run, in order, and each stage's settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("corpus", pattern=r"^[A-Za-z0-9_.-]+$", description="build name; default output build/<name>")
+    description: str = ""
+    stages: list[str] = Field(default_factory=lambda: ["ingest"], min_length=1)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, stages: list[str]) -> list[str]:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+        if len(set(stages)) != len(stages):
+            raise ValueError("a stage is listed twice")
+        if not STAGES[stages[0]].reads_raw_files:
+            raise ValueError(f"the first stage must read raw files (e.g. ingest), not '{stages[0]}'")
+        order = list(STAGES)
+        if [order.index(s) for s in stages] != sorted(order.index(s) for s in stages):
+            raise ValueError(f"stages must keep pipeline order: {' -> '.join(order)}")
+        return stages
+
+    def section(self, stage: str) -> BaseModel:
+        return getattr(self, stage)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=VALUE`` -> (["a", "b", "c"], VALUE parsed as YAML, so 500 is an int)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set ingest.max_file_bytes=1000000")
+    parts = key.strip().split(".")
+    if any(not p for p in parts):
+        raise RecipeError(f"--set {item!r}: empty part in key '{key}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Set each dotted key in a copy of ``data``, creating sections as needed."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {item}: '{'.'.join(parts[: depth + 1])}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its nearest existing parent)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((pair for pair in node.value if pair[0].value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def validate_recipe_data(data: Any, origin: str, text: str | None = None, overrides: Iterable[str] = ()) -> Recipe:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{origin}: a recipe is a YAML mapping of sections, got {type(data).__name__}")
+    data = apply_overrides(data, overrides)
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        root = yaml.compose(text) if text else None
+        override_keys = [parse_override(o)[0] for o in overrides]
+        lines = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            dotted = _dotted(loc)
+            from_set = any(list(loc[: len(k)]) == k for k in override_keys)
+            where = "--set" if from_set else f"{origin}:{_line_of(root, loc) or 1}"
+            got = error.get("input")
+            shown = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            lines.append(f"{where}: {dotted}: {message}{shown}")
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+    return validate_recipe_data(data, str(path), text, list(overrides))
+
+
+def default_recipe(overrides: Iterable[str] = ()) -> Recipe:
+    """Every section at its defaults (what a stage run alone uses), plus overrides."""
+    return validate_recipe_data({}, "defaults", None, list(overrides))

@@ -1,0 +1,31 @@
+"""Run one stage of a recipe: the single code path used by `corpusforge stage` and the flows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flows.recipe import Recipe
+from pipelines.errors import StageInputError
+from pipelines.registry import stage_class
+from pipelines.stage import StageResult, run_stage
+from pipelines.spark import get_spark
+
+
+def stage_inputs(recipe: Recipe, name: str, previous_output: Path | None) -> list[Path]:
+    """A raw-file stage reads the paths of its section; any other stage reads the previous output."""
+    cls = stage_class(name)
+    if cls.reads_raw_files:
+        paths = getattr(recipe.section(name), "paths", [])
+        if not paths:
+            raise StageInputError(f"stage {name}: no input paths; set {name}.paths in the recipe or pass --in")
+        return [Path(p) for p in paths]
+    if previous_output is None:
+        raise StageInputError(f"stage {name}: needs the output of an earlier stage as input (--in)")
+    return [previous_output]
+
+
+def execute_stage(
+    recipe: Recipe, name: str, inputs: list[Path], output: Path, *, force: bool = False
+) -> StageResult:
+    stage = stage_class(name)()
+    return run_stage(stage, inputs, output, recipe.section(name), lambda: get_spark(recipe.spark), force=force)
