@@ -68,11 +68,19 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+# Sections whose keys contain dots themselves (``spark.conf.spark.executor.cores=2``):
+# everything after the section's path is one key.
+FREE_FORM_SECTIONS = [["spark", "conf"]]
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Set each dotted key in a copy of ``data``, creating sections as needed."""
     data = copy.deepcopy(data)
     for item in overrides:
         parts, value = parse_override(item)
+        for section in FREE_FORM_SECTIONS:
+            if parts[: len(section)] == section and len(parts) > len(section) + 1:
+                parts = section + [".".join(parts[len(section) :])]
         node = data
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -133,6 +141,15 @@ def validate_recipe_data(data: Any, origin: str, text: str | None = None, overri
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"{mark.line + 1}: " if mark else " "
+    started = f", {context} started on line {context_mark.line + 1}" if context and context_mark else ""
+    return f"{where}not valid YAML ({problem}{started})"
+
+
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     path = Path(path)
     try:
@@ -142,9 +159,7 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise RecipeError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from exc
+        raise RecipeError(f"{path}:{_yaml_problem(exc)}") from exc
     return validate_recipe_data(data, str(path), text, list(overrides))
 
 

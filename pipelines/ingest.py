@@ -11,7 +11,6 @@ kept in ``_rejects/`` while the good records around it survive.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import zlib
@@ -104,28 +103,70 @@ class DecompressionLimit(Exception):
     pass
 
 
-class _CappedReader(io.RawIOBase):
-    """Reads a decompressed stream and fails past ``limit`` bytes (gzip bomb guard)."""
-
-    def __init__(self, inner: io.BufferedIOBase, limit: int) -> None:
-        self.inner, self.limit, self.seen = inner, limit, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self.inner.read(len(buffer))
-        self.seen += len(chunk)
-        if self.seen > self.limit:
-            raise DecompressionLimit(f"decompressed size exceeds {self.limit} bytes")
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
+READ_CHUNK = 64 * 1024
 
 
-def _open_binary(path: str, config: IngestConfig) -> io.BufferedIOBase:
-    if path.lower().endswith(".gz"):
-        return io.BufferedReader(_CappedReader(gzip.open(path, "rb"), config.max_decompressed_bytes), MiB)
-    return open(path, "rb")
+def iter_chunks(path: str, config: IngestConfig) -> Iterator[bytes]:
+    """The file's bytes (decompressed for ``.gz``) in chunks of at most 64 KiB.
+
+    For gzip this drives zlib directly: every byte decoded before a truncated member or
+    the decompression cap (gzip bombs) is handed out before the error is raised, so the
+    good records in front of the damage survive.
+    """
+    with open(path, "rb") as handle:
+        if not path.lower().endswith(".gz"):
+            while chunk := handle.read(READ_CHUNK):
+                yield chunk
+            return
+        yield from _gunzip(handle, config.max_decompressed_bytes)
+
+
+def _gunzip(handle: Any, limit: int) -> Iterator[bytes]:
+    decompressor = zlib.decompressobj(wbits=31)
+    in_member, total, pending = False, 0, b""
+    while True:
+        if not pending:
+            pending = handle.read(READ_CHUNK)
+            if not pending:
+                break
+        in_member = True
+        out = decompressor.decompress(pending, READ_CHUNK)
+        total += len(out)
+        if total > limit:
+            raise DecompressionLimit(f"decompressed size exceeds {limit} bytes")
+        if out:
+            yield out
+        if decompressor.eof:  # end of one gzip member; another may follow
+            pending, in_member = decompressor.unused_data, False
+            decompressor = zlib.decompressobj(wbits=31)
+        else:
+            pending = decompressor.unconsumed_tail
+    if in_member:
+        tail = decompressor.flush()
+        if tail:
+            yield tail
+        raise EOFError("gzip data ends in the middle of a member (truncated file)")
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def read_prefix(path: str, config: IngestConfig, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the (decompressed) file."""
+    parts, size = [], 0
+    for chunk in iter_chunks(path, config):
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(parts)[:limit]
 
 
 def looks_binary(data: bytes) -> bool:
@@ -199,8 +240,7 @@ def _keep_or_drop(row: dict[str, Any], where: str, config: IngestConfig) -> dict
 
 def _read_whole_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
     path, rel, fmt = file["path"], file["rel"], file["format"]
-    with _open_binary(path, config) as handle:
-        data = handle.read(config.max_doc_bytes + 1)
+    data = read_prefix(path, config, config.max_doc_bytes + 1)
     if len(data) > config.max_doc_bytes:
         yield _reject(config, rel, "doc_too_large", f"{path}: larger than {config.max_doc_bytes} bytes", file["size"])
         return
@@ -256,20 +296,19 @@ def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], con
 
 def _read_jsonl(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
     path, rel = file["path"], file["rel"]
-    with _open_binary(path, config) as handle:
-        for number, line in enumerate(handle, start=1):
-            where, locator = f"{path}:{number}", f"{rel}:{number}"
-            if len(line) > config.max_doc_bytes:
-                yield _reject(config, locator, "doc_too_large", f"{where}: line of {len(line)} bytes", len(line))
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, UnicodeDecodeError) as exc:
-                yield _reject(config, locator, "malformed_jsonl", f"{where}: {exc}", len(line))
-                continue
-            yield _record_row(record, locator, where, file, config, len(line), {"line": str(number)})
+    for number, line in enumerate(iter_lines(iter_chunks(path, config)), start=1):
+        where, locator = f"{path}:{number}", f"{rel}:{number}"
+        if len(line) > config.max_doc_bytes:
+            yield _reject(config, locator, "doc_too_large", f"{where}: line of {len(line)} bytes", len(line))
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            yield _reject(config, locator, "malformed_jsonl", f"{where}: {exc}", len(line))
+            continue
+        yield _record_row(record, locator, where, file, config, len(line), {"line": str(number)})
 
 
 def _read_parquet(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:

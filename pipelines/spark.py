@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipelines.errors import JavaMissingError
 
@@ -45,6 +45,14 @@ class SparkSettings(BaseModel):
     )
     log_level: str = Field("WARN", pattern="^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
     conf: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_values_as_strings(cls, conf: object) -> object:
+        # YAML reads `spark.executor.cores: 2` as an int; Spark wants strings.
+        if isinstance(conf, dict):
+            return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()}
+        return conf
 
 
 def find_java() -> tuple[str, int]:

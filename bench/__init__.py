@@ -1,0 +1,1 @@
+"""Benchmarks for corpusforge stages: each Spark stage against a plain-Python baseline (see README.md)."""

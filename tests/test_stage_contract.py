@@ -1,0 +1,158 @@
+"""The stage contract on real Spark: output layout, stats, skip/rerun, locking and a kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.errors import SchemaError, StageLockedError
+from pipelines.ingest import IngestConfig, IngestStage
+from pipelines.schema import DOCUMENT_SCHEMA, validate_dataset
+from pipelines.stage import REJECTS_DIR, STATS_FILE, SUCCESS_FILE, _output_lock, run_stage
+from tests.conftest import EXPECTED_DROPS, EXPECTED_KEPT
+
+
+def ingest(spark, inputs: list[Path], out: Path, config: IngestConfig | None = None, force: bool = False):
+    return run_stage(IngestStage(), inputs, out, config or IngestConfig(), lambda: spark, force=force)
+
+
+def test_output_layout_stats_and_rejects(spark, corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    result = ingest(spark, [corpus], out)
+
+    assert not result.skipped
+    assert (out / SUCCESS_FILE).is_file() and (out / STATS_FILE).is_file()
+    files = validate_dataset(out)  # the output is a valid document dataset
+    table = ds.dataset([str(f) for f in files], format="parquet").to_table()
+    assert table.schema.names == DOCUMENT_SCHEMA.names
+    assert table.num_rows == EXPECTED_KEPT
+    assert len(set(table.column("id").to_pylist())) == EXPECTED_KEPT
+    texts = " ".join(table.column("text").to_pylist())
+    assert "Москва является столицей" in texts and "東京は日本の首都" in texts
+
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["docs_out"] == EXPECTED_KEPT
+    assert {reason: v["docs"] for reason, v in stats["dropped"].items()} == EXPECTED_DROPS
+    assert stats["docs_in"] == EXPECTED_KEPT + sum(EXPECTED_DROPS.values())
+    assert stats["bytes_in"] > stats["bytes_out"] > 0
+    assert stats["files"]["skipped_by_extension"] == {".png": 1}
+    assert stats["wall_seconds"] > 0
+    assert any(":2: " in d for d in stats["examples"]["malformed_jsonl"])  # file:line of the bad JSONL line
+
+    rejects = pq.read_table(out / REJECTS_DIR).to_pylist()
+    assert sorted(r["reason"] for r in rejects) == sorted(r for r, n in EXPECTED_DROPS.items() for _ in range(n))
+    assert all(r["detail"] and r["id"] for r in rejects)
+
+
+def test_rerun_skips_current_output_and_reruns_on_change(spark, corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    first = ingest(spark, [corpus], out)
+    marker = (out / SUCCESS_FILE).read_text()
+    parts = sorted(p.name for p in out.glob("part-*"))
+
+    again = ingest(spark, [corpus], out)
+    assert again.skipped and again.stats == first.stats
+    assert (out / SUCCESS_FILE).read_text() == marker
+    assert sorted(p.name for p in out.glob("part-*")) == parts
+
+    changed_config = ingest(spark, [corpus], out, IngestConfig(formats=["html"]))
+    assert not changed_config.skipped and changed_config.stats["docs_out"] == 2
+
+    (corpus / "extra.txt").write_text("A new file appears in the input directory of the stage.\n")
+    changed_input = ingest(spark, [corpus], out)
+    assert not changed_input.skipped and changed_input.stats["docs_out"] == EXPECTED_KEPT + 1
+
+    forced = ingest(spark, [corpus], out, force=True)
+    assert not forced.skipped
+    ids = lambda: sorted(ds.dataset(str(out), format="parquet").to_table().column("id").to_pylist())  # noqa: E731
+    assert ids() == sorted(
+        ds.dataset([str(f) for f in validate_dataset(out)], format="parquet").to_table().column("id").to_pylist()
+    )
+    first_ids = ids()
+    ingest(spark, [corpus], out, force=True)
+    assert ids() == first_ids  # ids are stable across runs
+
+
+def test_leftovers_of_a_crashed_run_are_removed(spark, corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    leftover = tmp_path / ".docs.tmp-99999"
+    leftover.mkdir()
+    (leftover / "part-00000.parquet").write_bytes(b"half written")
+    ingest(spark, [corpus], out)
+    assert not leftover.exists()
+    assert (out / SUCCESS_FILE).exists()
+
+
+def test_a_second_writer_is_refused(spark, corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    with _output_lock(out):
+        with pytest.raises(StageLockedError, match=str(out)):
+            ingest(spark, [corpus], out)
+
+
+def test_wrong_input_schema_names_file_and_column(spark, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    good_table = DOCUMENT_SCHEMA.empty_table()
+    pq.write_table(good_table, bad / "part-0.parquet")
+    pq.write_table(good_table.drop_columns(["lang"]).append_column("lang", pa.array([], pa.int32())), bad / "part-1.parquet")
+    with pytest.raises(SchemaError, match=r"part-1\.parquet: column 'lang' has type int32, expected string"):
+        IngestStage().read_documents(spark, [bad])
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_kill_9_mid_stage_leaves_no_finished_output_and_rerun_completes(spark, tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.mkdir()
+    sentences = [
+        "Data pipelines fail in the middle more often than anyone plans for.",
+        "A rerun should pick up where the last finished step left off.",
+        "Half-written output must never look like a finished dataset.",
+    ]
+    for shard in range(4):
+        with open(big / f"shard-{shard}.jsonl", "w") as handle:
+            for i in range(60_000):
+                handle.write(json.dumps({"text": f"{sentences[i % 3]} Record {shard}-{i}."}) + "\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "stage", "ingest", "--in", str(big), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,  # so the kill reaches the JVM and the Python workers too
+    )
+    try:
+        started = _wait_for(lambda: any(tmp_path.glob(".out.tmp-*")), timeout=120)
+        assert started, "the stage never started writing"
+        time.sleep(0.5)
+        assert proc.poll() is None, "the stage finished before it could be killed; make the input larger"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    assert not (out / SUCCESS_FILE).exists()  # nothing that looks finished
+    result = ingest(spark, [big], out)
+    assert not result.skipped
+    assert result.stats["docs_out"] == 240_000
+    assert not list(tmp_path.glob(".out.tmp-*"))
+    assert (out / SUCCESS_FILE).exists()
