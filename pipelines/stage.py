@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 from pydantic import BaseModel
 
 from pipelines.errors import StageInputError, StageLockedError
+from pipelines.progress import spark_progress
 from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, validate_dataset
 
 if TYPE_CHECKING:
@@ -257,21 +258,22 @@ def run_stage(
         log.info("%s: %s -> %s", stage.name, ", ".join(map(str, inputs)), output)
         working = stage.transform(session, inputs, config).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            kept = working.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
-            if output_partitions:
-                kept = kept.coalesce(output_partitions)
-            kept.write.mode("errorifexists").parquet(str(tmp))
-            rejects = working.where(F.col(DROP_REASON).isNotNull()).select(
-                "id",
-                "url",
-                "source",
-                F.col(DROP_REASON).alias("reason"),
-                F.col(DROP_DETAIL).alias("detail"),
-                F.substring("text", 1, REJECT_PREVIEW_CHARS).alias("text_preview"),
-            )
-            rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
-            stats = _collect_stats(working)
-            _report_details(working, stats, stage.name)
+            with spark_progress(session, stage.name):
+                kept = working.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
+                if output_partitions:
+                    kept = kept.coalesce(output_partitions)
+                kept.write.mode("errorifexists").parquet(str(tmp))
+                rejects = working.where(F.col(DROP_REASON).isNotNull()).select(
+                    "id",
+                    "url",
+                    "source",
+                    F.col(DROP_REASON).alias("reason"),
+                    F.col(DROP_DETAIL).alias("detail"),
+                    F.substring("text", 1, REJECT_PREVIEW_CHARS).alias("text_preview"),
+                )
+                rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
+                stats = _collect_stats(working)
+                _report_details(working, stats, stage.name)
         finally:
             working.unpersist()
 
