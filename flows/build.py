@@ -24,8 +24,11 @@ from pipelines.spark import spark_scope
 
 
 @task(name="stage", cache_policy=NO_CACHE)
-def stage_task(recipe: Recipe, name: str, inputs: list[str], output: str, force: bool) -> dict[str, Any]:
-    result = execute_stage(recipe, name, [Path(p) for p in inputs], Path(output), force=force)
+def stage_task(
+    recipe: Recipe, name: str, inputs: list[str], output: str, force: bool, keep_rejects: str | None
+) -> dict[str, Any]:
+    rejects = Path(keep_rejects) if keep_rejects else None
+    result = execute_stage(recipe, name, [Path(p) for p in inputs], Path(output), force=force, keep_rejects=rejects)
     summary = stage_summary(result)
     logger = get_run_logger()
     if result.skipped:
@@ -36,8 +39,11 @@ def stage_task(recipe: Recipe, name: str, inputs: list[str], output: str, force:
 
 
 @flow(name="corpusforge-build")
-def build_corpus(recipe: Recipe, out_dir: str, force: bool = False) -> dict[str, Any]:
-    """Run the recipe's stages in order; each reads the previous stage's output."""
+def build_corpus(recipe: Recipe, out_dir: str, force: bool = False, keep_rejects: str | None = None) -> dict[str, Any]:
+    """Run the recipe's stages in order; each reads the previous stage's output.
+
+    ``keep_rejects``: a directory; each stage writes its dropped documents to ``<dir>/<stage>/``.
+    """
     out = Path(out_dir).resolve()
     summaries: list[dict[str, Any]] = []
     previous: Path | None = None
@@ -46,7 +52,14 @@ def build_corpus(recipe: Recipe, out_dir: str, force: bool = False) -> dict[str,
             inputs = stage_inputs(recipe, name, previous)
             output = out / name
             summaries.append(
-                stage_task.with_options(task_run_name=name)(recipe, name, [str(p) for p in inputs], str(output), force)
+                stage_task.with_options(task_run_name=name)(
+                    recipe,
+                    name,
+                    [str(p) for p in inputs],
+                    str(output),
+                    force,
+                    str(Path(keep_rejects).resolve() / name) if keep_rejects else None,
+                )
             )
             previous = output
     report = write_report(out, recipe.name, summaries)

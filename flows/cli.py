@@ -46,6 +46,14 @@ MasterOption = Annotated[
     typer.Option("--spark-master", help="Spark master URL: local[*] (default), local[N] or spark://host:7077."),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Rerun stages even if their output is current.")]
+RejectsOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--keep-rejects",
+        metavar="DIR",
+        help="Also write dropped documents, whole, to DIR (one folder per filter) for inspection.",
+    ),
+]
 
 
 def _version() -> str:
@@ -75,7 +83,11 @@ def _print_stages_table(stages: list[dict]) -> None:
     for column in ("stage", "status", "docs in", "docs out", "dropped", "wall s"):
         table.add_column(column, justify="right" if column not in ("stage", "status") else "left")
     for s in stages:
-        dropped = ", ".join(f"{reason} {v['docs']:,}" for reason, v in s["dropped"].items()) or "-"
+        reasons = list(s["dropped"].items())  # largest first
+        dropped = ", ".join(f"{reason} {v['docs']:,}" for reason, v in reasons[:3]) or "-"
+        if len(reasons) > 3:
+            rest = sum(v["docs"] for _, v in reasons[3:])
+            dropped += f", {len(reasons) - 3} more reasons {rest:,}"
         table.add_row(
             s["stage"],
             "skipped (current)" if s["skipped"] else "ran",
@@ -120,6 +132,7 @@ def run(
     sets: SetOption = None,
     spark_master: MasterOption = None,
     force: ForceOption = False,
+    keep_rejects: RejectsOption = None,
 ) -> None:
     """Run a whole recipe as a Prefect flow (local ephemeral Prefect API unless PREFECT_API_URL is set).
 
@@ -129,7 +142,7 @@ def run(
     out_dir = (out or Path("build") / parsed.name).resolve()
     from flows.build import build_corpus
 
-    result = build_corpus(parsed, str(out_dir), force=force)
+    result = build_corpus(parsed, str(out_dir), force=force, keep_rejects=str(keep_rejects) if keep_rejects else None)
     _print_stages_table(result["stages"])
     typer.echo(f"outputs: {result['output']}")
     typer.echo(f"report:  {result['report']}")
@@ -146,6 +159,7 @@ def stage(
     ] = None,
     spark_master: MasterOption = None,
     force: ForceOption = False,
+    keep_rejects: RejectsOption = None,
 ) -> None:
     """Run one stage alone, with its recipe section's defaults (or --recipe), without Prefect."""
     if name not in STAGES:
@@ -157,7 +171,7 @@ def stage(
     from pipelines.spark import spark_scope
 
     with spark_scope():
-        result = execute_stage(parsed, name, list(in_path), out, force=force)
+        result = execute_stage(parsed, name, list(in_path), out, force=force, keep_rejects=keep_rejects)
     _print_stages_table([stage_summary(result)])
     typer.echo(f"output: {result.output}")
     typer.echo(f"stats:  {result.output / '_stats.json'}")

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.errors import CorpusforgeError
 from pipelines.ingest import IngestConfig
+from pipelines.langid import LangIdConfig
+from pipelines.pii import PiiStageConfig
+from pipelines.quality import QualityConfig
 from pipelines.registry import STAGES
 from pipelines.spark import SparkSettings
 
@@ -33,6 +36,9 @@ class Recipe(BaseModel):
     stages: list[str] = Field(default_factory=lambda: ["ingest"], min_length=1)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    langid: LangIdConfig = Field(default_factory=LangIdConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[valid-type]
+    pii: PiiStageConfig = Field(default_factory=PiiStageConfig)
 
     @field_validator("stages")
     @classmethod

@@ -25,7 +25,21 @@ def stage_inputs(recipe: Recipe, name: str, previous_output: Path | None) -> lis
 
 
 def execute_stage(
-    recipe: Recipe, name: str, inputs: list[Path], output: Path, *, force: bool = False
+    recipe: Recipe,
+    name: str,
+    inputs: list[Path],
+    output: Path,
+    *,
+    force: bool = False,
+    keep_rejects: Path | None = None,
 ) -> StageResult:
     stage = stage_class(name)()
-    return run_stage(stage, inputs, output, recipe.section(name), lambda: get_spark(recipe.spark), force=force)
+    return run_stage(
+        stage,
+        inputs,
+        output,
+        recipe.section(name),
+        lambda: get_spark(recipe.spark),
+        force=force,
+        keep_rejects=keep_rejects,
+    )

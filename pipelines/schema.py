@@ -62,10 +62,15 @@ def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual.equals(expected)
 
 
-def check_schema(schema: pa.Schema, where: str) -> None:
-    """Raise SchemaError naming ``where`` and the first column that does not fit."""
+def check_schema(schema: pa.Schema, where: str, partition_columns: frozenset[str] = frozenset()) -> None:
+    """Raise SchemaError naming ``where`` and the first column that does not fit.
+
+    ``partition_columns`` come from ``name=value`` directories (e.g. ``lang=en/``), not the file.
+    """
     for field in DOCUMENT_SCHEMA:
         index = schema.get_field_index(field.name)
+        if index < 0 and field.name in partition_columns:
+            continue
         if index < 0:
             raise SchemaError(
                 f"{where}: missing column '{field.name}' (expected {field.type}); "
@@ -103,5 +108,7 @@ def validate_dataset(path: Path) -> list[Path]:
             schema = pq.read_schema(file)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(f"{file}: not a readable Parquet file ({exc})") from exc
-        check_schema(schema, str(file))
+        parts = file.relative_to(path).parts[:-1] if path.is_dir() else ()
+        partition_columns = frozenset(p.split("=", 1)[0] for p in parts if "=" in p)
+        check_schema(schema, str(file), partition_columns)
     return files

@@ -93,6 +93,8 @@ def spark_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.parquet.compression.codec": "zstd",
+        # Partition directories (lang=en/) stay strings, as in the document schema.
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
         # The stage contract writes its own _SUCCESS (with a fingerprint) last.
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.ui.enabled": "false",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import inspect
 import json
 import logging
@@ -57,6 +58,8 @@ class Stage(ABC):
     Config: ClassVar[type[BaseModel]]
     # True for stages that read raw files (ingest, crawl); False for stages that read documents.
     reads_raw_files: ClassVar[bool] = False
+    # Further modules whose code decides the output (e.g. "filters.quality"): part of the fingerprint.
+    code_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.extra_stats: dict[str, Any] = {}
@@ -66,11 +69,27 @@ class Stage(ABC):
         """Return the working DataFrame (document columns + drop reason, detail, bytes in)."""
 
     def read_documents(self, spark: "SparkSession", inputs: list[Path]) -> "DataFrame":
-        """Read document datasets after checking every file's schema on the driver."""
-        files: list[str] = []
+        """Read document datasets after checking every file's schema on the driver.
+
+        Each input is read as a whole dataset, so ``lang=en/`` style partition directories
+        give back their column.
+        """
+        frames = []
         for path in inputs:
-            files.extend(str(f) for f in validate_dataset(path))
-        return spark.read.parquet(*files).select(*DOCUMENT_COLUMNS)
+            validate_dataset(path)
+            frames.append(spark.read.parquet(str(path)).select(*DOCUMENT_COLUMNS))
+        result = frames[0]
+        for frame in frames[1:]:
+            result = result.unionByName(frame)
+        return result
+
+    def output_partitioning(self, config: BaseModel) -> list[str]:
+        """Columns to partition the output by (``lang`` → ``lang=en/`` directories); none by default."""
+        return []
+
+    def summarize(self, working: "DataFrame", stats: dict[str, Any], config: BaseModel) -> dict[str, Any]:
+        """Stage-specific entries for ``_stats.json``, computed from the (cached) working rows."""
+        return {}
 
 
 @dataclass
@@ -112,18 +131,24 @@ def input_fingerprint(path: Path) -> str:
 
 
 def code_fingerprint(stage: Stage) -> str:
-    """Source of the stage's module and of this contract: changed code reruns the stage."""
-    sources = [inspect.getsource(inspect.getmodule(type(stage))), inspect.getsource(inspect.getmodule(Stage))]
+    """Source of the stage's modules (its class hierarchy) and of the filters it declares.
+
+    Changed code reruns the stage.
+    """
+    modules = {inspect.getmodule(cls) for cls in type(stage).__mro__ if cls.__module__.startswith("pipelines.")}
+    modules |= {importlib.import_module(name) for name in stage.code_modules}
+    sources = sorted(inspect.getsource(m) for m in modules if m is not None)
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()
 
 
-def stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel) -> str:
+def stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel, options: dict[str, Any] | None = None) -> str:
     return _hash_json(
         {
             "stage": stage.name,
             "config": config.model_dump(mode="json"),
             "inputs": [input_fingerprint(p) for p in inputs],
             "code": code_fingerprint(stage),
+            "options": options or {},
         }
     )
 
@@ -219,6 +244,29 @@ def _report_details(working: "DataFrame", stats: dict[str, Any], stage_name: str
     stats["examples"] = examples
 
 
+def _write_full_rejects(working: "DataFrame", target: Path) -> None:
+    """Dropped documents, whole, one folder per filter, written atomically like the output."""
+    from pyspark.sql import functions as F
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (
+        working.where(F.col(DROP_REASON).isNotNull())
+        .select(
+            *DOCUMENT_COLUMNS,
+            F.col(DROP_REASON).alias("reason"),
+            F.col(DROP_DETAIL).alias("detail"),
+            F.split(F.col(DROP_REASON), ":").getItem(0).alias("filter"),
+        )
+        .write.partitionBy("filter")
+        .parquet(str(tmp))
+    )
+    if target.exists():
+        shutil.rmtree(target)
+    os.rename(tmp, target)
+
+
 def run_stage(
     stage: Stage,
     inputs: list[Path],
@@ -228,10 +276,12 @@ def run_stage(
     *,
     force: bool = False,
     output_partitions: int | None = None,
+    keep_rejects: Path | None = None,
 ) -> StageResult:
     """Run ``stage`` under the contract above; skip it if its finished output is current.
 
     ``spark`` is called only when the stage really runs, so a fully current build starts no JVM.
+    ``keep_rejects``: also write the dropped documents, whole, to ``keep_rejects/filter=<name>/``.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -241,7 +291,8 @@ def run_stage(
     if not inputs:
         raise StageInputError(f"stage {stage.name}: no input given")
     output.parent.mkdir(parents=True, exist_ok=True)
-    fingerprint = stage_fingerprint(stage, inputs, config)
+    options = {"keep_rejects": str(keep_rejects.resolve())} if keep_rejects is not None else {}
+    fingerprint = stage_fingerprint(stage, inputs, config, options)
 
     with _output_lock(output):
         done = read_success(output)
@@ -262,7 +313,8 @@ def run_stage(
                 kept = working.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
                 if output_partitions:
                     kept = kept.coalesce(output_partitions)
-                kept.write.mode("errorifexists").parquet(str(tmp))
+                partitioning = stage.output_partitioning(config)
+                kept.write.mode("errorifexists").partitionBy(*partitioning).parquet(str(tmp))
                 rejects = working.where(F.col(DROP_REASON).isNotNull()).select(
                     "id",
                     "url",
@@ -274,6 +326,10 @@ def run_stage(
                 rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
                 stats = _collect_stats(working)
                 _report_details(working, stats, stage.name)
+                stats.update(stage.summarize(working, stats, config))
+                if keep_rejects is not None:
+                    _write_full_rejects(working, keep_rejects.resolve())
+                    stats["rejects_dir"] = str(keep_rejects.resolve())
         finally:
             working.unpersist()
 
