@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from pipelines.errors import StageInputError
 from pipelines.docstage import BatchProcessor, DocumentStage, DocumentStageConfig, Rows, record_name
 from pipelines.schema import DROP_DETAIL, DROP_REASON
 
@@ -55,6 +56,12 @@ class LangIdStage(DocumentStage):
 
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
         assert isinstance(config, LangIdConfig)
+        from filters.langid import LangIdModelError, model_path
+
+        try:  # on the driver, before any task: a missing model is one clear error, not N worker traces
+            model_path(config.model_path)
+        except LangIdModelError as exc:
+            raise StageInputError(f"langid: {exc}") from exc
         settings = config.model_dump()
 
         def process(rows: Rows) -> None:

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from filters.pii import PiiConfig
 from pipelines.docstage import BatchProcessor, DocumentStage, DocumentStageConfig, Rows, merge_annotations
 from pipelines.schema import DROP_REASON
 
 
-class PiiStageConfig(DocumentStageConfig):
-    """Recipe section ``pii``: the scrubber's settings plus the document-stage guards."""
-
-    scrubber: PiiConfig = Field(default_factory=PiiConfig)
+class PiiStageConfig(DocumentStageConfig, PiiConfig):
+    """Recipe section ``pii``: the scrubber's settings (kinds, placeholders, …) and the guards."""
 
 
 class PiiStage(DocumentStage):
@@ -29,7 +27,7 @@ class PiiStage(DocumentStage):
 
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
         assert isinstance(config, PiiStageConfig)
-        settings = config.scrubber.model_dump()
+        settings = {key: value for key, value in config.model_dump().items() if key in PiiConfig.model_fields}
 
         def process(rows: Rows) -> None:
             from filters.pii import PiiConfig, PiiScrubber

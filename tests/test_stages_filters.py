@@ -203,3 +203,12 @@ def test_bad_texts_are_dropped_with_a_reason_not_a_crash(spark, tmp_path: Path) 
         assert any("id=giant" in d for d in result.stats["examples"]["doc_too_large"])
     stats = json.loads((tmp_path / "quality" / "_stats.json").read_text())
     assert stats["docs_in"] == len(docs)
+
+
+def test_missing_langid_model_is_one_clear_error(spark, tmp_path: Path) -> None:
+    from pipelines.errors import StageInputError
+
+    inputs = write_documents(tmp_path / "in", [{"id": "a", "text": texts.ARTICLE}])
+    with pytest.raises(StageInputError, match=r"langid: .*no-such-model\.ftz"):
+        run(spark, LangIdStage(), [inputs], tmp_path / "out", LangIdConfig(model_path=str(tmp_path / "no-such-model.ftz")))
+    assert not (tmp_path / "out").exists()
