@@ -28,6 +28,7 @@ Rates use the median wall time; peak RSS is the largest seen over the timed runs
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import platform
@@ -43,18 +44,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 import psutil
+import pyarrow.parquet as pq
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
 from flows.recipe import Recipe, default_recipe
 from pipelines.errors import CorpusforgeError
+from filters.langid import load_model, normalize_for_langid
+from pipelines.docstage import guard
 from pipelines.ingest import IngestConfig, list_input_files, read_file
+from pipelines.langid import LangIdConfig, decide_language
+from pipelines.quality import build_chain
 from pipelines.registry import stage_class
-from pipelines.schema import DROP_REASON
+from pipelines.schema import DROP_REASON, validate_dataset
 from pipelines.spark import get_spark
 from pipelines.stage import run_stage
 
@@ -66,9 +72,13 @@ SAMPLE_INTERVAL_S = 0.1
 RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# CPU time is reported per kind of process, which is what tells where a Spark stage spends it.
-DRIVER, JVM, WORKERS = "driver", "jvm", "workers"
-CPU_KINDS = (DRIVER, JVM, WORKERS)
+# CPU time is reported per kind of process, which is what tells where a Spark stage spends it;
+# OTHER is CPU the machine spent outside this process tree (someone else's job: a noisy result).
+DRIVER, JVM, WORKERS, OTHER = "driver", "jvm", "workers", "other"
+CPU_KINDS = (DRIVER, JVM, WORKERS, OTHER)
+# Warn when other processes took more than this share of the machine's CPU during a timed run.
+OTHER_CPU_WARN_SHARE = 0.05
+OTHER_CPU_WARN_MIN_S = 0.5  # ...and at least this much (sub-second runs give noisy shares)
 
 RESULTS_HEADER = """\
 # Benchmark results
@@ -81,13 +91,16 @@ Columns:
 
 - **wall s (median)**: median wall-clock seconds of the timed runs (after one untimed warm-up
   run); **runs s** lists each timed run. Spark start-up is not included (given apart).
+- **docs in**: records read (kept and dropped); stage and baseline must agree.
 - **docs/s**: documents in (every record read, kept or dropped) per second of median wall time.
 - **input MB/s**: total size of the input files (10^6 bytes) per second of median wall time.
 - **peak RSS MiB**: highest resident memory of the benchmark process plus all its child
   processes (the Spark JVM and its Python workers), sampled every 0.1 s, over the timed runs.
   It sums RSS, so pages shared between forked Python workers are counted more than once.
-- **CPU s driver / JVM / workers**: CPU seconds (user + system) of the median run, split into
-  the benchmark's own Python process, the Spark JVM, and Spark's Python workers.
+- **CPU s driver / JVM / workers / other**: CPU seconds (user + system), median over the timed
+  runs, of the benchmark's own Python process, the Spark JVM, Spark's Python workers, and
+  *other*: CPU the whole machine was busy beyond that (other people's processes). A large
+  *other* means the machine was shared and the times are pessimistic.
 - **vs baseline**: the row's docs/s divided by the baseline's docs/s (above 1: faster than
   the plain loop; below 1: slower).
 """
@@ -123,6 +136,8 @@ class ProcessTreeSampler:
         self._first_cpu: dict[int, float] = {}
         self._last_cpu: dict[int, tuple[str, float]] = {}
         self._baseline_pids: set[int] = set()
+        self._machine_start: float = 0.0
+        self._machine_busy: float = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -148,7 +163,15 @@ class ProcessTreeSampler:
         while not self._stop.wait(self.interval):
             self._sample()
 
+    @staticmethod
+    def _machine_busy_seconds() -> float:
+        """CPU seconds the whole machine has been busy (guest time is already inside user)."""
+        times = psutil.cpu_times()
+        busy = ("user", "nice", "system", "irq", "softirq")
+        return sum(getattr(times, name, 0.0) for name in busy)
+
     def __enter__(self) -> "ProcessTreeSampler":
+        self._machine_start = self._machine_busy_seconds()
         self._sample()
         # Processes alive at the start count from their CPU time then; later ones from zero.
         self._baseline_pids = set(self._first_cpu)
@@ -161,13 +184,15 @@ class ProcessTreeSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        self._machine_busy = self._machine_busy_seconds() - self._machine_start
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds used during the sampled span, per kind of process."""
+        """CPU seconds used during the sampled span, per kind of process (and by other processes)."""
         totals = {kind: 0.0 for kind in CPU_KINDS}
         for pid, (kind, last) in self._last_cpu.items():
             first = self._first_cpu[pid] if pid in self._baseline_pids else 0.0
             totals[kind] += max(0.0, last - first)
+        totals[OTHER] = max(0.0, self._machine_busy - sum(totals.values()))
         return totals
 
 
@@ -211,7 +236,8 @@ def baseline_ingest(inputs: list[Path], config: BaseModel) -> Counts:
     """The ingest stage's work without Spark: list the files, run every file through its reader.
 
     ``read_file`` is exactly the generator the stage runs inside ``mapInArrow``, so the
-    difference to the stage is Spark's machinery plus writing Parquet output.
+    difference to the stage is Spark's machinery plus what the baseline leaves out on purpose:
+    writing the Parquet output, ``_rejects/`` and the stats (the stage's real cost includes them).
     """
     assert isinstance(config, IngestConfig)
     files, _ = list_input_files(inputs, config.formats)
@@ -228,11 +254,74 @@ def baseline_ingest(inputs: list[Path], config: BaseModel) -> Counts:
     return Counts(docs_in, docs_out, dict(sorted(dropped.items())))
 
 
-def ingest_input_bytes(inputs: list[Path], config: BaseModel) -> tuple[int, int]:
+def ingest_input_size(inputs: list[Path], config: BaseModel) -> tuple[int, int]:
     """Number and total size of the files the stage will read (only the configured formats)."""
     assert isinstance(config, IngestConfig)
     files, _ = list_input_files(inputs, config.formats)
     return len(files), sum(f["size"] for f in files)
+
+
+def _document_batches(inputs: list[Path], columns: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """The documents of the input datasets in batches of 1,000, read with plain pyarrow."""
+    for path in inputs:
+        for file in validate_dataset(path):
+            for batch in pq.ParquetFile(file).iter_batches(columns=columns, batch_size=1000):
+                yield batch.to_pylist()
+
+
+def _guarded(rows: list[dict[str, Any]], config: BaseModel, counts: Counts) -> list[dict[str, Any]]:
+    """Apply the document-stage guards as the stage does; count what they drop."""
+    passed = []
+    for row in rows:
+        counts.docs_in += 1
+        bad = guard(row["text"], config.max_doc_bytes)  # type: ignore[attr-defined]
+        if bad:
+            counts.dropped[bad[0]] = counts.dropped.get(bad[0], 0) + 1
+        else:
+            passed.append(row)
+    return passed
+
+
+def baseline_langid(inputs: list[Path], config: BaseModel) -> Counts:
+    """A plain fastText predict loop in one process: batches of 1,000 normalized texts."""
+    assert isinstance(config, LangIdConfig)
+    model = load_model(config.model_path)
+    counts = Counts(0, 0, {})
+    for rows in _document_batches(inputs, ["text"]):
+        passed = _guarded(rows, config, counts)
+        labels, scores = model.predict([normalize_for_langid(r["text"], config.max_chars) for r in passed], k=1)
+        for label, score in zip(labels, scores):
+            lang = label[0].removeprefix("__label__") if len(label) else None
+            verdict = decide_language(lang, min(float(score[0]), 1.0) if len(score) else 0.0, config.keep)
+            if verdict:
+                reason = f"langid:{verdict[0]}"
+                counts.dropped[reason] = counts.dropped.get(reason, 0) + 1
+            else:
+                counts.docs_out += 1
+    counts.dropped = dict(sorted(counts.dropped.items()))
+    return counts
+
+
+def baseline_quality(inputs: list[Path], config: BaseModel) -> Counts:
+    """The same filter chain called document by document in one process."""
+    settings = config.model_dump()
+    chain = build_chain(settings)
+    counts = Counts(0, 0, {})
+    for rows in _document_batches(inputs, ["text", "lang"]):
+        for row in _guarded(rows, config, counts):
+            verdict = chain(row["text"], row["lang"], annotate_all=settings["annotate_all"])
+            if verdict.reason:
+                counts.dropped[verdict.reason] = counts.dropped.get(verdict.reason, 0) + 1
+            else:
+                counts.docs_out += 1
+    counts.dropped = dict(sorted(counts.dropped.items()))
+    return counts
+
+
+def documents_input_size(inputs: list[Path], config: BaseModel) -> tuple[int, int]:
+    """Number and total size of the Parquet files of the input document datasets."""
+    files = [f for path in inputs for f in validate_dataset(path)]
+    return len(files), sum(f.stat().st_size for f in files)
 
 
 @dataclass(frozen=True)
@@ -249,7 +338,13 @@ BENCHMARKS: dict[str, StageBenchmark] = {
     b.name: b
     for b in (
         StageBenchmark(
-            "ingest", baseline_ingest, ingest_input_bytes, "raw files -> documents, vs read_file() in a loop"
+            "ingest", baseline_ingest, ingest_input_size, "raw files -> documents, vs read_file() in a loop"
+        ),
+        StageBenchmark(
+            "langid", baseline_langid, documents_input_size, "documents -> lang, vs a plain fastText predict loop"
+        ),
+        StageBenchmark(
+            "quality", baseline_quality, documents_input_size, "documents -> filtered, vs the filter chain in a loop"
         ),
     )
 }
@@ -306,6 +401,8 @@ class Series:
 
 @dataclass
 class BenchResult:
+    """Everything one invocation measured, and the context needed to compare it later."""
+
     stage: str
     inputs: list[Path]
     files: int
@@ -325,7 +422,6 @@ class BenchResult:
         return series.docs_per_s / self.baseline.docs_per_s
 
 
-
 def _timed_runs(
     label: str,
     fn: Callable[[int], Counts],
@@ -343,7 +439,7 @@ def _timed_runs(
     cleanup(0)
     runs: list[Measurement[Counts]] = []
     for number in range(1, repeat + 1):
-        m = measure(label, lambda: fn(number))
+        m = measure(label, functools.partial(fn, number))
         cleanup(number)
         console.print(
             f"[dim]{label}: run {number}/{repeat}: {m.wall_seconds:.2f} s, "
@@ -393,7 +489,7 @@ def bench_stage(
         baseline=baseline,
         stage_series=stage_series,
         spark_startup_s=startup.wall_seconds,
-        spark_master=spark.sparkContext.master,
+        spark_master=spark.sparkContext.master or recipe.spark.master,
         spark_version=spark.version,
         repeat=repeat,
     )
@@ -409,7 +505,7 @@ COLUMNS = (
     "docs/s",
     "input MB/s",
     "peak RSS MiB",
-    "CPU s driver / JVM / workers",
+    "CPU s driver / JVM / workers / other",
     "vs baseline",
 )
 
@@ -451,7 +547,15 @@ def result_notes(result: BenchResult) -> list[str]:
             f"WARNING: stage and baseline disagree: stage {result.stage_series.counts}, "
             f"baseline {result.baseline.counts}"
         )
+    cores = os.cpu_count() or 1
     for series in (result.baseline, result.stage_series):
+        busiest = max(series.runs, key=lambda m: m.cpu_seconds[OTHER] / (m.wall_seconds * cores))
+        share = busiest.cpu_seconds[OTHER] / (busiest.wall_seconds * cores)
+        if share > OTHER_CPU_WARN_SHARE and busiest.cpu_seconds[OTHER] > OTHER_CPU_WARN_MIN_S:
+            notes.append(
+                f"WARNING: during a timed {series.label} run other processes used {share:.0%} of the "
+                f"machine's CPU ({busiest.cpu_seconds[OTHER]:.1f} CPU s): the machine was shared"
+            )
         if not series.consistent:
             notes.append(f"WARNING: {series.label} counted differently across runs")
     return notes

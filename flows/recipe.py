@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.errors import CorpusforgeError
+from pipelines.dedup_exact import DedupExactConfig
 from pipelines.ingest import IngestConfig
 from pipelines.langid import LangIdConfig
 from pipelines.pii import PiiStageConfig
@@ -39,6 +40,7 @@ class Recipe(BaseModel):
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[valid-type]
     pii: PiiStageConfig = Field(default_factory=PiiStageConfig)
+    dedup_exact: DedupExactConfig = Field(default_factory=DedupExactConfig)
 
     @field_validator("stages")
     @classmethod
@@ -56,7 +58,7 @@ class Recipe(BaseModel):
         return stages
 
     def section(self, stage: str) -> BaseModel:
-        return getattr(self, stage)
+        return getattr(self, STAGES[stage].section)
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -17,7 +17,7 @@ def stage_inputs(recipe: Recipe, name: str, previous_output: Path | None) -> lis
     if cls.reads_raw_files:
         paths = getattr(recipe.section(name), "paths", [])
         if not paths:
-            raise StageInputError(f"stage {name}: no input paths; set {name}.paths in the recipe or pass --in")
+            raise StageInputError(f"stage {name}: no input paths; set {cls.section}.paths in the recipe or pass --in")
         return [Path(p) for p in paths]
     if previous_output is None:
         raise StageInputError(f"stage {name}: needs the output of an earlier stage as input (--in)")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pipelines.dedup_exact import DedupExactStage
 from pipelines.ingest import IngestStage
 from pipelines.langid import LangIdStage
 from pipelines.pii import PiiStage
 from pipelines.quality import QualityStage
 from pipelines.stage import Stage
 
-STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (IngestStage, LangIdStage, QualityStage, PiiStage)}
+STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (IngestStage, LangIdStage, QualityStage, PiiStage, DedupExactStage)}
 
 
 def stage_class(name: str) -> type[Stage]:

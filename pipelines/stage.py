@@ -56,6 +56,13 @@ class Stage(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
+    # The recipe section holding the stage's settings; the stage name unless it is no identifier.
+    section: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "name", None) and not cls.__dict__.get("section"):
+            cls.section = cls.name
     # True for stages that read raw files (ingest, crawl); False for stages that read documents.
     reads_raw_files: ClassVar[bool] = False
     # Further modules whose code decides the output (e.g. "filters.quality"): part of the fingerprint.
@@ -90,6 +97,9 @@ class Stage(ABC):
     def summarize(self, working: "DataFrame", stats: dict[str, Any], config: BaseModel) -> dict[str, Any]:
         """Stage-specific entries for ``_stats.json``, computed from the (cached) working rows."""
         return {}
+
+    def write_extras(self, output: Path, config: BaseModel) -> None:
+        """Write side outputs (``_duplicates/`` …) into the unfinished output directory."""
 
 
 @dataclass
@@ -327,6 +337,7 @@ def run_stage(
                 stats = _collect_stats(working)
                 _report_details(working, stats, stage.name)
                 stats.update(stage.summarize(working, stats, config))
+                stage.write_extras(tmp, config)
                 if keep_rejects is not None:
                     _write_full_rejects(working, keep_rejects.resolve())
                     stats["rejects_dir"] = str(keep_rejects.resolve())
