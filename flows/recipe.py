@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.errors import CorpusforgeError
 from pipelines.dedup_exact import DedupExactConfig
+from pipelines.dedup_minhash import DedupMinHashConfig
 from pipelines.ingest import IngestConfig
 from pipelines.langid import LangIdConfig
 from pipelines.pii import PiiStageConfig
@@ -41,6 +42,7 @@ class Recipe(BaseModel):
     quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[valid-type]
     pii: PiiStageConfig = Field(default_factory=PiiStageConfig)
     dedup_exact: DedupExactConfig = Field(default_factory=DedupExactConfig)
+    dedup: DedupMinHashConfig = Field(default_factory=DedupMinHashConfig)
 
     @field_validator("stages")
     @classmethod

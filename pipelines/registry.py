@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pipelines.dedup_exact import DedupExactStage
+from pipelines.dedup_minhash import DedupMinHashStage
 from pipelines.ingest import IngestStage
 from pipelines.langid import LangIdStage
 from pipelines.pii import PiiStage
 from pipelines.quality import QualityStage
 from pipelines.stage import Stage
 
-STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (IngestStage, LangIdStage, QualityStage, PiiStage, DedupExactStage)}
+STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (IngestStage, LangIdStage, QualityStage, PiiStage, DedupExactStage, DedupMinHashStage)}
 
 
 def stage_class(name: str) -> type[Stage]:

@@ -101,6 +101,9 @@ class Stage(ABC):
     def write_extras(self, output: Path, config: BaseModel) -> None:
         """Write side outputs (``_duplicates/`` …) into the unfinished output directory."""
 
+    def release(self) -> None:
+        """Free what ``transform`` cached besides the working rows."""
+
 
 @dataclass
 class StageResult:
@@ -343,6 +346,7 @@ def run_stage(
                     stats["rejects_dir"] = str(keep_rejects.resolve())
         finally:
             working.unpersist()
+            stage.release()
 
         stats = {
             "stage": stage.name,
