@@ -318,6 +318,29 @@ def baseline_quality(inputs: list[Path], config: BaseModel) -> Counts:
     return counts
 
 
+def baseline_dedup_minhash(inputs: list[Path], config: BaseModel) -> Counts:
+    """datasketch's MinHash + MinHashLSH in one process (its own default bands/rows, no verification),
+    on the same shingles; clusters by union-find, one document kept per cluster.
+
+    A different algorithm from the stage (which verifies candidates), so the documents kept
+    differ a little; the comparison is of speed and memory, quality is scored by bench/dedup_eval.
+    """
+    from bench.dedup_eval import datasketch_baseline
+    from filters.minhash import MinHashConfig, shingles
+
+    settings = MinHashConfig(**{k: v for k, v in config.model_dump().items() if k in MinHashConfig.model_fields})
+    docs = [
+        {"id": row["id"], "text": row["text"]}
+        for rows in _document_batches(inputs, ["id", "text", "lang"])
+        for row in rows
+    ]
+    result = datasketch_baseline(
+        docs, lambda text: shingles(text, None, settings), settings.threshold, settings.num_perm, settings.seed
+    )
+    removed = len(docs) - len(result["kept"])
+    return Counts(len(docs), len(docs) - removed, {"dedup_minhash:near_duplicate": removed} if removed else {})
+
+
 def documents_input_size(inputs: list[Path], config: BaseModel) -> tuple[int, int]:
     """Number and total size of the Parquet files of the input document datasets."""
     files = [f for path in inputs for f in validate_dataset(path)]
@@ -345,6 +368,12 @@ BENCHMARKS: dict[str, StageBenchmark] = {
         ),
         StageBenchmark(
             "quality", baseline_quality, documents_input_size, "documents -> filtered, vs the filter chain in a loop"
+        ),
+        StageBenchmark(
+            "dedup-minhash",
+            baseline_dedup_minhash,
+            documents_input_size,
+            "near-duplicates, vs datasketch MinHashLSH in one process",
         ),
     )
 }

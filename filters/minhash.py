@@ -373,8 +373,26 @@ class MinHasher:
         sigs, valid = self.signature_matrix_from_shingles(docs)
         return [sig if ok else EMPTY for sig, ok in zip(sigs, valid.tolist())]
 
+    def signatures_and_shingle_hashes(
+        self, texts: Sequence[str], langs: Sequence[str | None] | str | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """:meth:`signature_matrix` plus each document's distinct 64-bit shingle hashes, sorted.
+
+        The hashes are the first 8 bytes of each shingle's SHA-1 (already computed for the
+        signature), so the exact Jaccard of two documents is the Jaccard of these arrays, up to
+        64-bit collisions: what candidate verification needs, without shingling twice.
+        """
+        lang_list = langs if isinstance(langs, (list, tuple)) else [langs] * len(texts)
+        docs = [list(self.shingles(text, lang)) for text, lang in zip(texts, lang_list)]
+        words = _sha1_words(docs) if any(docs) else np.zeros((0, _SHA1_WORDS), dtype="<u4")
+        matrix, valid = self.signature_matrix_from_shingles(docs, words=words)
+        hashes64 = (words[:, 0].astype(np.uint64) | (words[:, 1].astype(np.uint64) << _SHIFT32)).view(np.int64)
+        bounds = np.cumsum([0] + [len(d) for d in docs])
+        per_doc = [np.unique(hashes64[bounds[i] : bounds[i + 1]]) for i in range(len(docs))]
+        return matrix, valid, per_doc
+
     def signature_matrix_from_shingles(
-        self, docs: Sequence[Iterable[str | bytes]]
+        self, docs: Sequence[Iterable[str | bytes]], words: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The vectorized core: hash every shingle of the batch into one buffer, permute it in
         blocks of at most ``chunk_rows`` shingles and take per-document minima with
@@ -386,7 +404,7 @@ class MinHasher:
         total = int(counts.sum())
         if total == 0:
             return out, valid
-        hv = self._input_hashes(_sha1_words(docs))
+        hv = self._input_hashes(words if words is not None else _sha1_words(docs))
         docs_idx = np.flatnonzero(valid)
         dense = np.empty((docs_idx.size, self.num_perm), dtype=self.dtype)
         offsets = np.zeros(docs_idx.size + 1, dtype=np.int64)

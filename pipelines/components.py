@@ -46,6 +46,21 @@ def _small_star(edges: "DataFrame") -> "DataFrame":
     )
 
 
+def _checksum(edges: "DataFrame") -> tuple[int, int, int]:
+    """Count and two order-free 64-bit sums over the (distinct) edges: equal means unchanged.
+
+    One aggregation over an already materialised frame, instead of two set differences.
+    """
+    from pyspark.sql import functions as F
+
+    row = edges.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.xxhash64("src", "dst").cast("decimal(38,0)")).alias("a"),
+        F.sum(F.hash("dst", "src").cast("decimal(38,0)")).alias("b"),
+    ).first()
+    return int(row["n"]), int(row["a"] or 0), int(row["b"] or 0)
+
+
 def connected_components(edges: "DataFrame") -> "DataFrame":
     """``edges(src, dst)`` of string ids -> ``(id, component)``, component = smallest id in it.
 
@@ -59,13 +74,14 @@ def connected_components(edges: "DataFrame") -> "DataFrame":
         .distinct()
         .localCheckpoint()
     )
+    previous = _checksum(current)
     for round_number in range(1, MAX_ROUNDS + 1):
-        after = _small_star(_large_star(current)).localCheckpoint()
-        changed = after.exceptAll(current).limit(1).count() + current.exceptAll(after).limit(1).count()
-        current = after
-        log.debug("connected components: round %d, changed=%s", round_number, bool(changed))
-        if not changed:
+        current = _small_star(_large_star(current)).localCheckpoint()
+        checksum = _checksum(current)
+        log.debug("connected components: round %d, edges and checksum %s", round_number, checksum)
+        if checksum == previous:
             break
+        previous = checksum
     else:
         raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")
     # Converged: every edge is (node, root) with root the component's minimum.

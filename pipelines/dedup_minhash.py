@@ -5,13 +5,14 @@
 2. Documents sharing a band hash are candidates: each bucket links its members to the
    bucket's smallest node, so a bucket of n documents gives n-1 edges, not n²/2.
 3. Optional verification: the true Jaccard similarity of the two shingle sets of every
-   candidate edge; edges below the threshold are dropped.
+   candidate edge (64-bit shingle hashes from the signature pass, compared in the JVM with
+   ``array_intersect``); edges below the threshold are dropped.
 4. Connected components of the remaining edges (``pipelines.components``, in Spark; the edge
    list never reaches the driver). One document per component is kept: the earliest
    ``fetched_at``, then the smallest ``id``.
 
-Incremental mode: ``reference`` names earlier outputs of this stage; their stored band
-hashes (``_signatures/``) join the buckets, and a new document that falls in a cluster with
+Incremental mode: ``reference`` names earlier outputs of this stage; their stored band and
+shingle hashes (``_signatures/``) join the buckets, and a new document that falls in a cluster with
 a reference document is dropped as ``seen_before``.
 """
 
@@ -57,41 +58,29 @@ class DedupMinHashConfig(MinHashConfig):
 
 
 
-def _band_hash_rows(settings: dict[str, Any], bands: int, rows: int):  # type: ignore[no-untyped-def]
+SIGNATURE_SCHEMA = "node string, band_hashes array<bigint>, shingle_hashes array<bigint>"
+
+
+def _signature_rows(settings: dict[str, Any], bands: int, rows: int):  # type: ignore[no-untyped-def]
     def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from filters.minhash import MinHashConfig, MinHasher, band_hash_matrix
 
         hasher = MinHasher(MinHashConfig(**{k: v for k, v in settings.items() if k in MinHashConfig.model_fields}))
+        schema = pa.schema(
+            [("node", pa.string()), ("band_hashes", pa.list_(pa.int64())), ("shingle_hashes", pa.list_(pa.int64()))]
+        )
         for batch in batches:
-            ids = batch.column("id").to_pylist()
-            matrix, valid = hasher.signature_matrix(batch.column("text").to_pylist(), batch.column("lang").to_pylist())
-            keys = band_hash_matrix(matrix, bands, rows).tolist()
-            hashes = [row if ok else None for row, ok in zip(keys, valid.tolist())]
-            yield pa.RecordBatch.from_pydict(
-                {"node": ids, "band_hashes": hashes},
-                schema=pa.schema([("node", pa.string()), ("band_hashes", pa.list_(pa.int64()))]),
+            matrix, valid, shingle_hashes = hasher.signatures_and_shingle_hashes(
+                batch.column("text").to_pylist(), batch.column("lang").to_pylist()
             )
-
-    return compute
-
-
-def _verify_pairs(settings: dict[str, Any]):  # type: ignore[no-untyped-def]
-    def compute(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from filters.minhash import MinHashConfig, jaccard, shingles
-
-        config = MinHashConfig(**{k: v for k, v in settings.items() if k in MinHashConfig.model_fields})
-        for batch in batches:
-            scores = [
-                jaccard(shingles(ta or "", la, config), shingles(tb or "", lb, config))
-                for ta, la, tb, lb in zip(
-                    batch.column("text_a").to_pylist(),
-                    batch.column("lang_a").to_pylist(),
-                    batch.column("text_b").to_pylist(),
-                    batch.column("lang_b").to_pylist(),
-                )
-            ]
+            keys = band_hash_matrix(matrix, bands, rows).tolist()
             yield pa.RecordBatch.from_pydict(
-                {"src": batch.column("src"), "dst": batch.column("dst"), "jaccard": pa.array(scores, pa.float64())}
+                {
+                    "node": batch.column("id"),
+                    "band_hashes": [row if ok else None for row, ok in zip(keys, valid.tolist())],
+                    "shingle_hashes": [h.tolist() if ok else None for h, ok in zip(shingle_hashes, valid.tolist())],
+                },
+                schema=schema,
             )
 
     return compute
@@ -104,13 +93,13 @@ class DedupMinHashStage(Stage):
     Config = DedupMinHashConfig
     code_modules = ("filters.minhash", "filters.text", "pipelines.components")
 
-    def _reference_nodes(self, spark: "SparkSession", config: DedupMinHashConfig) -> tuple["DataFrame", "DataFrame"] | None:
-        """(band hashes, node texts) of the reference corpora, nodes prefixed ``ref:``."""
+    def _reference_signatures(self, spark: "SparkSession", config: DedupMinHashConfig) -> "DataFrame | None":
+        """Stored signatures of the reference outputs, their nodes prefixed ``ref:``."""
         from pyspark.sql import functions as F
 
         if not config.reference:
             return None
-        hashes, texts = [], []
+        frames = []
         for ref in config.reference:
             root = Path(ref)
             signatures = root / SIGNATURES_DIR
@@ -126,17 +115,12 @@ class DedupMinHashStage(Stage):
                 mismatched.append("bands/rows")
             if mismatched:
                 raise StageInputError(f"{root}: its MinHash settings differ from this run's ({', '.join(mismatched)})")
-            hashes.append(
+            frames.append(
                 spark.read.parquet(str(signatures)).select(
-                    F.concat(F.lit(REFERENCE_PREFIX), "id").alias("node"), "band_hashes"
+                    F.concat(F.lit(REFERENCE_PREFIX), "id").alias("node"), "band_hashes", "shingle_hashes"
                 )
             )
-            texts.append(
-                self.read_documents(spark, [root]).select(
-                    F.concat(F.lit(REFERENCE_PREFIX), "id").alias("node"), "text", "lang"
-                )
-            )
-        return _union_all(hashes), _union_all(texts)
+        return _union_all(frames)
 
     def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
         from pyspark import StorageLevel
@@ -149,16 +133,14 @@ class DedupMinHashStage(Stage):
         documents = self.read_documents(spark, inputs).persist(StorageLevel.MEMORY_AND_DISK)
         self._cached = [documents]
 
-        signatures = documents.select("id", "text", "lang").mapInArrow(
-            _band_hash_rows(settings, bands, rows), "node string, band_hashes array<bigint>"
+        signatures = (
+            documents.select("id", "text", "lang")
+            .mapInArrow(_signature_rows(settings, bands, rows), SIGNATURE_SCHEMA)
+            .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        node_texts = documents.select(F.col("id").alias("node"), "text", "lang")
-        reference = self._reference_nodes(spark, config)
-        all_signatures = signatures if reference is None else signatures.unionByName(reference[0])
-        if reference is not None:
-            node_texts = node_texts.unionByName(reference[1])
-        all_signatures = all_signatures.persist(StorageLevel.MEMORY_AND_DISK)
-        self._cached.append(all_signatures)
+        self._cached.append(signatures)
+        reference = self._reference_signatures(spark, config)
+        all_signatures = signatures if reference is None else signatures.unionByName(reference)
 
         buckets = all_signatures.where(F.col("band_hashes").isNotNull()).select(
             "node", F.posexplode("band_hashes").alias("band", "bucket")
@@ -174,21 +156,26 @@ class DedupMinHashStage(Stage):
         self._candidate_edges = edges
         self._cached.append(edges)
         if config.verify:
-            a = node_texts.select(F.col("node").alias("src"), F.col("text").alias("text_a"), F.col("lang").alias("lang_a"))
-            b = node_texts.select(F.col("node").alias("dst"), F.col("text").alias("text_b"), F.col("lang").alias("lang_b"))
-            scored = edges.join(a, "src").join(b, "dst").select("src", "dst", "text_a", "lang_a", "text_b", "lang_b")
-            verified = scored.mapInArrow(_verify_pairs(settings), "src string, dst string, jaccard double")
-            edges = verified.where(F.col("jaccard") >= config.threshold).select("src", "dst").persist(
-                StorageLevel.MEMORY_AND_DISK
+            # Exact Jaccard of the two shingle-hash sets, in the JVM: no Python, no second shingling.
+            shingle_sets = all_signatures.select("node", "shingle_hashes")
+            a = shingle_sets.select(F.col("node").alias("src"), F.col("shingle_hashes").alias("a"))
+            b = shingle_sets.select(F.col("node").alias("dst"), F.col("shingle_hashes").alias("b"))
+            jaccard = F.size(F.array_intersect("a", "b")) / F.size(F.array_union("a", "b"))
+            edges = (
+                edges.join(a, "src")
+                .join(b, "dst")
+                .where(jaccard >= config.threshold)
+                .select("src", "dst")
+                .persist(StorageLevel.MEMORY_AND_DISK)
             )
+            self._cached.append(edges)
         self._verified_edges = edges
-        self._cached.append(edges)
 
         components = connected_components(edges)
         node_info = documents.select(F.col("id").alias("node"), "fetched_at", F.lit(False).alias("is_ref"))
         if reference is not None:
             node_info = node_info.unionByName(
-                reference[0].select("node", F.lit(None).cast("timestamp").alias("fetched_at"), F.lit(True).alias("is_ref"))
+                reference.select("node", F.lit(None).cast("timestamp").alias("fetched_at"), F.lit(True).alias("is_ref"))
             )
         choose = Window.partitionBy("component").orderBy(
             F.col("is_ref").desc(), F.col("fetched_at").asc_nulls_last(), F.col("node").asc()
