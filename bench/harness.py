@@ -269,14 +269,27 @@ def _document_batches(inputs: list[Path], columns: list[str]) -> Iterator[list[d
                 yield batch.to_pylist()
 
 
-def _guarded(rows: list[dict[str, Any]], config: BaseModel, counts: Counts) -> list[dict[str, Any]]:
+@dataclass
+class _Tally:
+    docs_in: int = 0
+    docs_out: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def counts(self) -> Counts:
+        return Counts(self.docs_in, self.docs_out, dict(sorted(self.dropped.items())))
+
+
+def _guarded(rows: list[dict[str, Any]], config: BaseModel, tally: _Tally) -> list[dict[str, Any]]:
     """Apply the document-stage guards as the stage does; count what they drop."""
     passed = []
     for row in rows:
-        counts.docs_in += 1
+        tally.docs_in += 1
         bad = guard(row["text"], config.max_doc_bytes)  # type: ignore[attr-defined]
         if bad:
-            counts.dropped[bad[0]] = counts.dropped.get(bad[0], 0) + 1
+            tally.drop(bad[0])
         else:
             passed.append(row)
     return passed
@@ -286,36 +299,33 @@ def baseline_langid(inputs: list[Path], config: BaseModel) -> Counts:
     """A plain fastText predict loop in one process: batches of 1,000 normalized texts."""
     assert isinstance(config, LangIdConfig)
     model = load_model(config.model_path)
-    counts = Counts(0, 0, {})
+    tally = _Tally()
     for rows in _document_batches(inputs, ["text"]):
-        passed = _guarded(rows, config, counts)
+        passed = _guarded(rows, config, tally)
         labels, scores = model.predict([normalize_for_langid(r["text"], config.max_chars) for r in passed], k=1)
         for label, score in zip(labels, scores):
             lang = label[0].removeprefix("__label__") if len(label) else None
             verdict = decide_language(lang, min(float(score[0]), 1.0) if len(score) else 0.0, config.keep)
             if verdict:
-                reason = f"langid:{verdict[0]}"
-                counts.dropped[reason] = counts.dropped.get(reason, 0) + 1
+                tally.drop(f"langid:{verdict[0]}")
             else:
-                counts.docs_out += 1
-    counts.dropped = dict(sorted(counts.dropped.items()))
-    return counts
+                tally.docs_out += 1
+    return tally.counts()
 
 
 def baseline_quality(inputs: list[Path], config: BaseModel) -> Counts:
     """The same filter chain called document by document in one process."""
     settings = config.model_dump()
     chain = build_chain(settings)
-    counts = Counts(0, 0, {})
+    tally = _Tally()
     for rows in _document_batches(inputs, ["text", "lang"]):
-        for row in _guarded(rows, config, counts):
+        for row in _guarded(rows, config, tally):
             verdict = chain(row["text"], row["lang"], annotate_all=settings["annotate_all"])
             if verdict.reason:
-                counts.dropped[verdict.reason] = counts.dropped.get(verdict.reason, 0) + 1
+                tally.drop(verdict.reason)
             else:
-                counts.docs_out += 1
-    counts.dropped = dict(sorted(counts.dropped.items()))
-    return counts
+                tally.docs_out += 1
+    return tally.counts()
 
 
 def baseline_dedup_minhash(inputs: list[Path], config: BaseModel) -> Counts:
@@ -442,6 +452,7 @@ class BenchResult:
     spark_master: str
     spark_version: str
     repeat: int
+    warmup: bool = True
 
     @property
     def counts_match(self) -> bool:
@@ -458,14 +469,15 @@ def _timed_runs(
     input_bytes: int,
     console: Console,
     cleanup: Callable[[int], None] = lambda _n: None,
+    warmup: bool = True,
 ) -> Series:
-    """One untimed warm-up call, then ``repeat`` measured calls of ``fn(run_number)``.
-
-    ``cleanup(run_number)`` runs after each call, outside the measurement.
+    """One untimed warm-up call (unless ``warmup`` is off), then ``repeat`` measured calls of
+    ``fn(run_number)``. ``cleanup(run_number)`` runs after each call, outside the measurement.
     """
-    console.print(f"[dim]{label}: warm-up run[/dim]")
-    fn(0)
-    cleanup(0)
+    if warmup:
+        console.print(f"[dim]{label}: warm-up run[/dim]")
+        fn(0)
+        cleanup(0)
     runs: list[Measurement[Counts]] = []
     for number in range(1, repeat + 1):
         m = measure(label, functools.partial(fn, number))
@@ -479,7 +491,7 @@ def _timed_runs(
 
 
 def bench_stage(
-    bench: StageBenchmark, inputs: list[Path], recipe: Recipe, repeat: int, console: Console
+    bench: StageBenchmark, inputs: list[Path], recipe: Recipe, repeat: int, console: Console, warmup: bool = True
 ) -> BenchResult:
     """Baseline first (no JVM yet, so its RSS is its own), then start Spark, then the stage."""
     config = recipe.section(bench.name)
@@ -487,7 +499,7 @@ def bench_stage(
     console.print(f"{bench.name}: {files} input files, {input_bytes / MB:.1f} MB")
 
     baseline = _timed_runs(
-        "baseline", lambda _n: bench.baseline(inputs, config), repeat, input_bytes, console
+        "baseline", lambda _n: bench.baseline(inputs, config), repeat, input_bytes, console, warmup=warmup
     )
 
     startup = measure("spark start-up", lambda: get_spark(recipe.spark))
@@ -506,6 +518,7 @@ def bench_stage(
             input_bytes,
             console,
             cleanup=lambda n: shutil.rmtree(workdir / f"run-{n}", ignore_errors=True),
+            warmup=warmup,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -521,6 +534,7 @@ def bench_stage(
         spark_master=spark.sparkContext.master or recipe.spark.master,
         spark_version=spark.version,
         repeat=repeat,
+        warmup=warmup,
     )
 
 
@@ -569,7 +583,8 @@ def result_notes(result: BenchResult) -> list[str]:
         + (f", dropped {result.stage_series.counts.dropped}" if result.stage_series.counts.dropped else ""),
         f"Spark {result.spark_version}, master {result.spark_master}; "
         f"start-up {result.spark_startup_s:.1f} s (not in the stage's time)",
-        f"1 warm-up run + {result.repeat} timed run(s) each; baseline ran before Spark was started",
+        f"{'1 warm-up run + ' if result.warmup else 'no warm-up run, '}{result.repeat} timed run(s) each; "
+        "baseline ran before Spark was started",
     ]
     if not result.counts_match:
         notes.append(
@@ -677,6 +692,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="recipe override by dotted path, e.g. 'ingest.formats=[html]' (repeatable)",
         )
         sub.add_argument("--repeat", type=int, default=3, help="timed runs after the warm-up (default 3)")
+        sub.add_argument(
+            "--no-warmup", action="store_true", help="skip the untimed warm-up runs (for inputs that take minutes)"
+        )
         sub.add_argument("--record", action="store_true", help=f"append the result to {RESULTS_FILE.name}")
     return parser
 
@@ -695,7 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         recipe = default_recipe(args.overrides)
-        result = bench_stage(BENCHMARKS[args.stage], args.inputs, recipe, args.repeat, console)
+        result = bench_stage(BENCHMARKS[args.stage], args.inputs, recipe, args.repeat, console, warmup=not args.no_warmup)
     except CorpusforgeError as exc:  # bad recipe override, missing input, no Java
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1

@@ -130,13 +130,15 @@ class DedupMinHashStage(Stage):
         assert isinstance(config, DedupMinHashConfig)
         bands, rows = config.lsh_params()
         settings = config.model_dump()
-        documents = self.read_documents(spark, inputs).persist(StorageLevel.MEMORY_AND_DISK)
-        self._cached = [documents]
+        # Not cached: the input is Parquet on disk already, and caching whole texts costs heap.
+        documents = self.read_documents(spark, inputs)
+        self._cached: list["DataFrame"] = []
 
         signatures = (
             documents.select("id", "text", "lang")
             .mapInArrow(_signature_rows(settings, bands, rows), SIGNATURE_SCHEMA)
-            .persist(StorageLevel.MEMORY_AND_DISK)
+            # On disk: the shingle hashes are ~10 KB a document and would crowd the JVM heap.
+            .persist(StorageLevel.DISK_ONLY)
         )
         self._cached.append(signatures)
         reference = self._reference_signatures(spark, config)

@@ -90,6 +90,10 @@ def spark_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions or 4 * cores),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Rows here are whole documents (KBs to MBs), not analytics records: smaller input
+        # splits and Arrow batches keep each task's memory bounded whatever the corpus size.
+        "spark.sql.files.maxPartitionBytes": "32m",
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "1024",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.sql.parquet.compression.codec": "zstd",
