@@ -351,6 +351,7 @@ def ngram_repetition(
     prev_hash = word_hash  # hash of the (n-1)-gram at each position (valid where it repeats)
     idx = np.arange(n_words)
     h = word_hash
+    prev_rep = np.ones(n_words, dtype=bool)  # positions whose (n-1)-gram repeats; reset every round
     for n in range(1, max_n + 1):
         if n > 1:
             span = n_words - n + 1
