@@ -663,7 +663,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verify", choices=["none", "minhash", "exact"], default="none", help="baseline: check each LSH candidate before joining it (default none)")
     parser.add_argument("--score", type=Path, help="a stage output directory with _duplicates/ to score against --out")
     parser.add_argument("--name", help="name of the scored run (default: the stage directory's name)")
-    parser.add_argument("--shingles", choices=["local", "filters.minhash"], default="local", help="shingle function (default: tests.dedup_data.shingles)")
+    parser.add_argument(
+        "--shingles",
+        choices=["local", "filters.minhash"],
+        default="filters.minhash",
+        help="shingle function: the stage's own (default) or tests.dedup_data.shingles",
+    )
     args = parser.parse_args(argv)
     if args.n_docs is None and not args.baseline and args.score is None:
         parser.error("nothing to do: give --n-docs, --baseline and/or --score")

@@ -29,7 +29,7 @@ from filters.minhash import MinHashConfig
 from pipelines.components import connected_components
 from pipelines.errors import StageInputError
 from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON
-from pipelines.stage import STATS_FILE, Stage
+from pipelines.stage import STATS_FILE, Stage, union_all
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -120,7 +120,7 @@ class DedupMinHashStage(Stage):
                     F.concat(F.lit(REFERENCE_PREFIX), "id").alias("node"), "band_hashes", "shingle_hashes"
                 )
             )
-        return _union_all(frames)
+        return union_all(frames)
 
     def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
         from pyspark import StorageLevel
@@ -249,9 +249,3 @@ class DedupMinHashStage(Stage):
             str(output / SIGNATURES_DIR)
         )
 
-
-def _union_all(frames: list["DataFrame"]) -> "DataFrame":
-    result = frames[0]
-    for frame in frames[1:]:
-        result = result.unionByName(frame)
-    return result

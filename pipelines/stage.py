@@ -85,10 +85,7 @@ class Stage(ABC):
         for path in inputs:
             validate_dataset(path)
             frames.append(spark.read.parquet(str(path)).select(*DOCUMENT_COLUMNS))
-        result = frames[0]
-        for frame in frames[1:]:
-            result = result.unionByName(frame)
-        return result
+        return union_all(frames)
 
     def output_partitioning(self, config: BaseModel) -> list[str]:
         """Columns to partition the output by (``lang`` → ``lang=en/`` directories); none by default."""
@@ -103,6 +100,14 @@ class Stage(ABC):
 
     def release(self) -> None:
         """Free what ``transform`` cached besides the working rows."""
+
+
+def union_all(frames: list["DataFrame"]) -> "DataFrame":
+    """Union by column name of one or more DataFrames."""
+    result = frames[0]
+    for frame in frames[1:]:
+        result = result.unionByName(frame)
+    return result
 
 
 @dataclass
