@@ -244,8 +244,8 @@ class DedupMinHashStage(Stage):
             F.regexp_replace("representative", f"^{REFERENCE_PREFIX}", "").alias("representative"),
             F.col("representative").startswith(REFERENCE_PREFIX).alias("representative_in_reference"),
         ).coalesce(1).write.parquet(str(output / DUPLICATES_DIR))
-        kept_ids = self._clusters.where(F.col("node") != F.col("representative")).select(F.col("node").alias("id"))
-        self._signatures.withColumnRenamed("node", "id").join(kept_ids, "id", "left_anti").write.parquet(
+        removed = self._clusters.where(F.col("node") != F.col("representative")).select(F.col("node").alias("id"))
+        self._signatures.withColumnRenamed("node", "id").join(removed, "id", "left_anti").write.parquet(
             str(output / SIGNATURES_DIR)
         )
 

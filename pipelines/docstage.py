@@ -55,7 +55,10 @@ def guard(text: str | None, max_doc_bytes: int) -> tuple[str, str] | None:
     """(reason, what) for texts no stage should process, else None."""
     if text is None or not text.strip():
         return "empty_text", "no text"
-    if len(text) > max_doc_bytes or len(text.encode("utf-8", "surrogatepass")) > max_doc_bytes:
+    # A character is at most 4 UTF-8 bytes: encode only texts that could be over the limit.
+    if len(text) > max_doc_bytes or (
+        4 * len(text) > max_doc_bytes and len(text.encode("utf-8", "surrogatepass")) > max_doc_bytes
+    ):
         return "doc_too_large", f"{len(text)} characters > {max_doc_bytes} bytes"
     if looks_binary_text(text):
         return "binary_content", "binary-looking text"

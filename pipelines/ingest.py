@@ -149,13 +149,19 @@ def _gunzip(handle: Any, limit: int) -> Iterator[bytes]:
 
 
 def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    pending = b""
+    """Lines without their newline. Only each new chunk is split, so a giant line costs linear time."""
+    partial: list[bytes] = []
     for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        yield from lines
-    if pending:
-        yield pending
+        *complete, rest = chunk.split(b"\n")
+        if complete:
+            partial.append(complete[0])
+            yield b"".join(partial)
+            yield from complete[1:]
+            partial = []
+        partial.append(rest)
+    tail = b"".join(partial)
+    if tail:
+        yield tail
 
 
 def read_prefix(path: str, config: IngestConfig, limit: int) -> bytes:

@@ -167,3 +167,19 @@ def test_balance_files_spreads_sizes() -> None:
     totals = sorted(sum(f["size"] for f in b) for b in bins)
     assert totals == [115, 120]
     assert sorted(f["path"] for b in bins for f in b) == sorted(f["path"] for f in files)
+
+
+def test_lines_are_the_same_however_the_bytes_are_chunked() -> None:
+    import random
+
+    from pipelines.ingest import iter_lines
+
+    rng = random.Random(0)
+    for _ in range(500):
+        data = bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 40)))
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 5)))) if len(data) > 1 else []
+        pieces = [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)])] if data else []
+        expected = data.split(b"\n")
+        if expected and expected[-1] == b"":
+            expected.pop()
+        assert list(iter_lines(pieces)) == expected
