@@ -8,15 +8,15 @@ them, so no filter ever has to survive a 60 MB line of NUL bytes.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from abc import abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA
+from pipelines.schema import BYTES_IN, dataset_files, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA
 from pipelines.stage import Stage
 
 if TYPE_CHECKING:
@@ -36,6 +36,11 @@ class DocumentStageConfig(BaseModel):
     max_doc_bytes: int = Field(10 * MiB, ge=1, description="larger texts are dropped (doc_too_large)")
 
 
+# Category Cc (U+0000-U+001F, U+007F-U+009F) except tab, newline, form feed and carriage
+# return, plus U+FFFD: counted by one regex scan in C, not a Python loop over characters.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
 def looks_binary_text(text: str) -> bool:
     """NUL, many control characters or many U+FFFD (bytes that were never text) in the first 4 KiB."""
     sample = text[:BINARY_SAMPLE_CHARS]
@@ -43,12 +48,7 @@ def looks_binary_text(text: str) -> bool:
         return False
     if "\x00" in sample:
         return True
-    bad = sum(
-        1
-        for ch in sample
-        if ch == "\ufffd" or (ch not in "\t\n\r\f" and unicodedata.category(ch) == "Cc")
-    )
-    return bad / len(sample) > 0.1
+    return len(_NOT_TEXT.findall(sample)) / len(sample) > 0.1
 
 
 def guard(text: str | None, max_doc_bytes: int) -> tuple[str, str] | None:
@@ -85,6 +85,10 @@ class DocumentStage(Stage):
     """
 
     Config = DocumentStageConfig
+    # Columns the processor reads and writes. Only these become Python objects: the other
+    # columns (and unchanged text) pass from the input Arrow batch to the output untouched.
+    reads: ClassVar[tuple[str, ...]] = ("text",)
+    writes: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
@@ -96,25 +100,67 @@ class DocumentStage(Stage):
 
         assert isinstance(config, DocumentStageConfig)
         documents = self.read_documents(spark, inputs).withColumn(BYTES_IN, F.octet_length("text").cast("long"))
+        documents = spread_over_cores(spark, documents, inputs)
         process = self.batch_processor(config)
-        max_doc_bytes = config.max_doc_bytes
-
-        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                rows = batch.to_pylist()
-                passed: Rows = []
-                for row in rows:
-                    row[DROP_REASON] = row[DROP_DETAIL] = None
-                    bad = guard(row["text"], max_doc_bytes)
-                    if bad:
-                        row[DROP_REASON] = bad[0]
-                        row[DROP_DETAIL] = f"{record_name(row)}: {bad[1]}"
-                        if bad[0] == "doc_too_large":
-                            row["text"] = ""  # never carry the giant text into _rejects or later steps
-                    else:
-                        passed.append(row)
-                if passed:
-                    process(passed)
-                yield pa.RecordBatch.from_pylist(rows, schema=WORKING_SCHEMA)
-
+        run = batch_runner(process, self.reads, self.writes, config.max_doc_bytes)
         return documents.select(*DOCUMENT_COLUMNS, BYTES_IN).mapInArrow(run, from_arrow_schema(WORKING_SCHEMA))
+
+
+def spread_over_cores(spark: "SparkSession", documents: "DataFrame", inputs: list[Path]) -> "DataFrame":
+    """Round-robin the documents over every core when the input has fewer row groups than cores.
+
+    A Parquet row group is read by one task, so a small input (one file, one row group) would
+    run the per-document work (fastText, filters) on one core while the others idle. The
+    shuffle costs far less than that.
+    """
+    import pyarrow.parquet as pq
+
+    cores = spark.sparkContext.defaultParallelism
+    row_groups = 0
+    for path in inputs:
+        for file in dataset_files(path):
+            row_groups += pq.ParquetFile(file).metadata.num_row_groups
+            if row_groups >= cores:
+                return documents
+    return documents.repartition(cores)
+
+
+def batch_runner(
+    process: BatchProcessor, reads: tuple[str, ...], writes: tuple[str, ...], max_doc_bytes: int
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The ``mapInArrow`` function: guards, then ``process`` on the rows that passed.
+
+    Rows hold ``id``, ``url``, ``text`` and the ``reads`` and ``writes`` columns; the output batch is the input batch with
+    the ``writes`` columns (and the drop columns) replaced.
+    """
+    row_columns = list(dict.fromkeys(("id", "url", "text", *reads, *writes)))
+    written = list(dict.fromkeys(writes))
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            rows = batch.select(row_columns).to_pylist()
+            passed: Rows = []
+            replaced = set(written)
+            for row in rows:
+                row[DROP_REASON] = row[DROP_DETAIL] = None
+                bad = guard(row["text"], max_doc_bytes)
+                if bad:
+                    row[DROP_REASON] = bad[0]
+                    row[DROP_DETAIL] = f"{record_name(row)}: {bad[1]}"
+                    if bad[0] == "doc_too_large":
+                        row["text"] = ""  # never carry the giant text into _rejects or later steps
+                        replaced.add("text")
+                else:
+                    passed.append(row)
+            if passed:
+                process(passed)
+            replaced |= {DROP_REASON, DROP_DETAIL}
+            arrays = [
+                pa.array([row[field.name] for row in rows], type=field.type)
+                if field.name in replaced
+                else batch.column(field.name)
+                for field in WORKING_SCHEMA
+            ]
+            yield pa.RecordBatch.from_arrays(arrays, schema=WORKING_SCHEMA)
+
+    return run

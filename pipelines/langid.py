@@ -53,6 +53,7 @@ class LangIdStage(DocumentStage):
     summary = "fastText lid.176 language ID: lang, lang_score; keep chosen languages"
     Config = LangIdConfig
     code_modules = ("filters.langid",)
+    writes = ("lang", "lang_score")
 
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
         assert isinstance(config, LangIdConfig)

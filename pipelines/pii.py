@@ -24,6 +24,8 @@ class PiiStage(DocumentStage):
     summary = "replace e-mails, IPs, phone numbers … with typed placeholders"
     Config = PiiStageConfig
     code_modules = ("filters.pii",)
+    reads = ("text", "annotations")
+    writes = ("text", "annotations")
 
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
         assert isinstance(config, PiiStageConfig)

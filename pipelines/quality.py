@@ -50,6 +50,8 @@ class QualityStage(DocumentStage):
     summary = "Gopher quality + repetition, C4 and FineWeb filters; signals kept as annotations"
     Config = QualityConfig
     code_modules = ("filters.quality", "filters.text", "filters.base")
+    reads = ("text", "lang", "annotations")
+    writes = ("text", "annotations")
 
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
         settings = config.model_dump()

@@ -213,53 +213,61 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _collect_stats(working: "DataFrame") -> dict[str, Any]:
+def _observed_totals(working: "DataFrame") -> tuple["DataFrame", Any]:
+    """``working`` with an observation of its totals, gathered while the output is written."""
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
-    rows = (
-        working.groupBy(F.col(DROP_REASON).alias("reason"))
-        .agg(
-            F.count(F.lit(1)).alias("docs"),
-            F.sum(F.col(BYTES_IN)).alias("bytes_in"),
-            F.sum(F.octet_length("text")).alias("bytes_text"),
-        )
-        .collect()
+    kept = F.col(DROP_REASON).isNull()
+    observation = Observation("stage_totals")
+    observed = working.observe(
+        observation,
+        F.count(F.lit(1)).alias("docs_in"),
+        F.coalesce(F.sum(BYTES_IN), F.lit(0)).alias("bytes_in"),
+        F.count_if(kept).alias("docs_out"),
+        F.coalesce(F.sum(F.when(kept, F.octet_length("text"))), F.lit(0)).alias("bytes_out"),
     )
-    stats: dict[str, Any] = {"docs_in": 0, "bytes_in": 0, "docs_out": 0, "bytes_out": 0, "dropped": {}}
-    for row in rows:
-        stats["docs_in"] += row["docs"]
-        stats["bytes_in"] += row["bytes_in"] or 0
-        if row["reason"] is None:
-            stats["docs_out"] = row["docs"]
-            stats["bytes_out"] = row["bytes_text"] or 0
-        else:
-            stats["dropped"][row["reason"]] = {"docs": row["docs"], "bytes": row["bytes_in"] or 0}
-    stats["dropped"] = dict(sorted(stats["dropped"].items(), key=lambda kv: -kv[1]["docs"]))
-    return stats
+    return observed, observation
 
 
-def _report_details(working: "DataFrame", stats: dict[str, Any], stage_name: str) -> None:
-    """Log where records were skipped (file:line …) and keep a few examples per reason in the stats."""
-    from pyspark.sql import functions as F
+def _rejects_stats(rejects: Path, stage_name: str) -> dict[str, Any]:
+    """Drops per reason (docs, bytes) and a few example details, read back from ``_rejects/``.
 
-    if not stats["dropped"]:
-        return
-    details = (
-        working.where(F.col(DROP_DETAIL).isNotNull())
-        .select(DROP_REASON, DROP_DETAIL)
-        .limit(LOGGED_DETAILS)
-        .collect()
-    )
+    The rejects are small columns (no text), so the driver reads them with Arrow instead of
+    running more Spark jobs over the working rows.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(rejects), format="parquet")
+    table = dataset.to_table(columns=["reason", "bytes_in"])
+    dropped: dict[str, Any] = {}
+    if table.num_rows:
+        grouped = table.group_by("reason").aggregate([("reason", "count"), ("bytes_in", "sum")])
+        for row in grouped.to_pylist():
+            dropped[row["reason"]] = {"docs": row["reason_count"], "bytes": row["bytes_in_sum"] or 0}
+    dropped = dict(sorted(dropped.items(), key=lambda kv: (-kv[1]["docs"], kv[0])))
+
     examples: dict[str, list[str]] = {}
-    for row in details:
-        log.warning("%s: skipped (%s) %s", stage_name, row[DROP_REASON], row[DROP_DETAIL])
-        bucket = examples.setdefault(row[DROP_REASON], [])
-        if len(bucket) < EXAMPLES_PER_REASON:
-            bucket.append(row[DROP_DETAIL])
-    total = sum(v["docs"] for v in stats["dropped"].values())
-    if total > len(details):
-        log.warning("%s: %d more skipped records; see %s/", stage_name, total - len(details), REJECTS_DIR)
-    stats["examples"] = examples
+    logged = 0
+    for batch in dataset.to_batches(columns=["reason", "detail"], filter=pc.field("detail").is_valid()):
+        for row in batch.to_pylist():
+            log.warning("%s: skipped (%s) %s", stage_name, row["reason"], row["detail"])
+            bucket = examples.setdefault(row["reason"], [])
+            if len(bucket) < EXAMPLES_PER_REASON:
+                bucket.append(row["detail"])
+            logged += 1
+            if logged >= LOGGED_DETAILS:
+                break
+        if logged >= LOGGED_DETAILS:
+            break
+    total = sum(v["docs"] for v in dropped.values())
+    if total > logged:
+        log.warning("%s: %d more skipped records; see %s/", stage_name, total - logged, REJECTS_DIR)
+    stats: dict[str, Any] = {"dropped": dropped}
+    if dropped:
+        stats["examples"] = examples
+    return stats
 
 
 def _write_full_rejects(working: "DataFrame", target: Path) -> None:
@@ -328,7 +336,8 @@ def run_stage(
         working = stage.transform(session, inputs, config).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             with spark_progress(session, stage.name):
-                kept = working.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
+                observed, totals = _observed_totals(working)
+                kept = observed.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
                 if output_partitions:
                     kept = kept.coalesce(output_partitions)
                 partitioning = stage.output_partitioning(config)
@@ -339,11 +348,12 @@ def run_stage(
                     "source",
                     F.col(DROP_REASON).alias("reason"),
                     F.col(DROP_DETAIL).alias("detail"),
+                    F.col(BYTES_IN).alias("bytes_in"),
                     F.substring("text", 1, REJECT_PREVIEW_CHARS).alias("text_preview"),
                 )
                 rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
-                stats = _collect_stats(working)
-                _report_details(working, stats, stage.name)
+                stats = {key: int(value) for key, value in totals.get.items()}
+                stats.update(_rejects_stats(tmp / REJECTS_DIR, stage.name))
                 stats.update(stage.summarize(working, stats, config))
                 stage.write_extras(tmp, config)
                 if keep_rejects is not None:

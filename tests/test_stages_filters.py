@@ -212,3 +212,53 @@ def test_missing_langid_model_is_one_clear_error(spark, tmp_path: Path) -> None:
     with pytest.raises(StageInputError, match=r"langid: .*no-such-model\.ftz"):
         run(spark, LangIdStage(), [inputs], tmp_path / "out", LangIdConfig(model_path=str(tmp_path / "no-such-model.ftz")))
     assert not (tmp_path / "out").exists()
+
+
+def test_one_row_group_input_is_spread_over_every_core(spark, tmp_path: Path) -> None:
+    from pipelines.docstage import spread_over_cores
+
+    inputs = write_documents(tmp_path / "in", [{"id": f"d{i}", "text": f"text number {i}"} for i in range(40)])
+    assert pq.ParquetFile(next(inputs.glob("*.parquet"))).metadata.num_row_groups == 1
+    documents = LangIdStage().read_documents(spark, [inputs])
+    spread = spread_over_cores(spark, documents, [inputs])
+    sizes = spread.rdd.glom().map(len).collect()
+    cores = spark.sparkContext.defaultParallelism
+    assert len(sizes) == cores and sum(sizes) == 40
+    assert all(size > 0 for size in sizes), sizes
+
+
+def test_columns_a_stage_does_not_write_pass_through_and_stats_are_exact(spark, tmp_path: Path) -> None:
+    when = datetime(2023, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    docs = [
+        {
+            "id": "keep",
+            "text": texts.ARTICLE,
+            "url": "https://example.org/a",
+            "title": "An article",
+            "fetched_at": when,
+            "annotations": [("ingest.bytes", 12.0)],
+            "metadata": [("crawl", "round-1")],
+        },
+        {"id": "empty", "text": "   ", "metadata": [("crawl", "round-2")]},
+        {"id": "german", "text": texts.GERMAN},
+    ]
+    inputs = write_documents(tmp_path / "in", docs)
+    result = run(spark, LangIdStage(), [inputs], tmp_path / "out", LangIdConfig(keep={"en": 0.5}))
+    kept = read_output(tmp_path / "out")
+    assert set(kept) == {"keep"}
+    row = kept["keep"]
+    assert (row["url"], row["title"], row["fetched_at"]) == ("https://example.org/a", "An article", when)
+    assert row["annotations"] == [("ingest.bytes", 12.0)] and row["metadata"] == [("crawl", "round-1")]
+    assert row["text"] == texts.ARTICLE and row["lang"] == "en"
+
+    german_bytes = len(texts.GERMAN.encode())
+    stats = result.stats
+    assert stats["docs_in"] == 3 and stats["docs_out"] == 1
+    assert stats["bytes_in"] == len(texts.ARTICLE.encode()) + 3 + german_bytes
+    assert stats["bytes_out"] == len(texts.ARTICLE.encode())
+    assert stats["dropped"] == {
+        "empty_text": {"docs": 1, "bytes": 3},
+        "langid:language_not_kept": {"docs": 1, "bytes": german_bytes},
+    }
+    rejects = pq.read_table(tmp_path / "out" / "_rejects").to_pylist()
+    assert {(r["id"], r["bytes_in"]) for r in rejects} == {("empty", 3), ("german", german_bytes)}
