@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -38,6 +39,14 @@ SHARD_SUFFIX = ".arrow"
 UINT16_LIMIT = 1 << 16
 ROWS_PER_BATCH = 1024
 _HASH_CHUNK = 1 << 22
+
+
+# The types a reader may rely on (shard_schema writes exactly these).
+_COLUMN_TYPES = {
+    "id": (pa.string(),),
+    "input_ids": (pa.list_(pa.uint16()), pa.list_(pa.uint32())),
+    "loss_mask": (pa.list_(pa.uint8()),),
+}
 
 
 class ShardFormatError(ValueError):
@@ -191,6 +200,15 @@ def read_manifest(location: str | os.PathLike[str]) -> Manifest:
         )
     except (KeyError, TypeError) as exc:
         raise ShardFormatError(f"{path}: malformed manifest ({exc!r})") from exc
+    for number, shard in enumerate(manifest.shards):
+        counts = (shard.docs, shard.tokens, shard.bytes)
+        counts_ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)
+        if not (isinstance(shard.path, str) and shard.path and isinstance(shard.sha256, str) and counts_ok):
+            raise ShardFormatError(f"{path}: malformed shard entry {number} ({shard})")
+    # A shard listed twice would be read twice per epoch.
+    repeated = sorted(name for name, count in Counter(s.path for s in manifest.shards).items() if count > 1)
+    if repeated:
+        raise ShardFormatError(f"{path}: shard(s) listed more than once: {', '.join(repeated[:5])}")
     if manifest.token_dtype not in ("uint16", "uint32"):
         raise ShardFormatError(f"{path}: token_dtype {manifest.token_dtype!r} is neither uint16 nor uint32")
     return manifest
@@ -220,14 +238,27 @@ def verify_shards(location: str | os.PathLike[str], manifest: Manifest, *, check
 
 
 def open_shard(path: Path, shard: ShardInfo | None = None) -> pa.Table:
-    """The shard as a memory-mapped Arrow table; a foreign or truncated file is a ShardFormatError."""
+    """The shard as a memory-mapped Arrow table; a foreign, truncated or structurally corrupt
+    file is a ShardFormatError.
+
+    The table is validated in full (offsets in bounds and monotonic, ids valid UTF-8): a
+    corrupted file that kept its size passes ``verify_shards(checksums=False)``, and its bad
+    offsets must not reach code that indexes the memory map with them.
+    """
     try:
         source = pa.memory_map(str(path), "r")
         table = pa.ipc.open_stream(source).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
+        table.validate(full=True)
+    # ArrowException covers ArrowNotImplementedError (a corrupt type code) too; a corrupt field
+    # name surfaces as UnicodeDecodeError, a ValueError.
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise ShardFormatError(f"{path}: not a readable Arrow IPC stream ({exc})") from exc
     if "input_ids" not in table.column_names or "id" not in table.column_names:
         raise ShardFormatError(f"{path}: missing columns (has {', '.join(table.column_names)}; needs id, input_ids)")
+    for name, found in zip(table.column_names, table.schema.types):
+        if name in _COLUMN_TYPES and found not in _COLUMN_TYPES[name]:
+            allowed = " or ".join(str(t) for t in _COLUMN_TYPES[name])
+            raise ShardFormatError(f"{path}: column {name} is {found}, expected {allowed}")
     if shard is not None and table.num_rows != shard.docs:
         raise ShardFormatError(f"{path}: {table.num_rows} documents, the manifest says {shard.docs}")
     return table
