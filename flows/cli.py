@@ -151,8 +151,11 @@ def run(
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(help=f"Stage name: {', '.join(STAGES)}.")],
-    in_path: Annotated[list[Path], typer.Option("--in", help="Input path (repeatable for raw-file stages).")],
     out: Annotated[Path, typer.Option("--out", help="Output dataset directory.")],
+    in_path: Annotated[
+        Optional[list[Path]],
+        typer.Option("--in", help="Input path (repeatable for raw-file stages; optional for crawl with crawl.seeds)."),
+    ] = None,
     sets: SetOption = None,
     recipe: Annotated[
         Optional[Path], typer.Option("--recipe", help="Take settings from this recipe instead of the defaults.")
@@ -171,7 +174,7 @@ def stage(
     from pipelines.spark import spark_scope
 
     with spark_scope():
-        result = execute_stage(parsed, name, list(in_path), out, force=force, keep_rejects=keep_rejects)
+        result = execute_stage(parsed, name, list(in_path or []), out, force=force, keep_rejects=keep_rejects)
     _print_stages_table([stage_summary(result)])
     typer.echo(f"output: {result.output}")
     typer.echo(f"stats:  {result.output / '_stats.json'}")

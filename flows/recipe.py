@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.errors import CorpusforgeError
+from pipelines.fetch import CrawlConfig
 from pipelines.dedup_exact import DedupExactConfig
 from pipelines.dedup_minhash import DedupMinHashConfig
 from pipelines.ingest import IngestConfig
@@ -23,6 +24,7 @@ from pipelines.quality import QualityConfig
 from pipelines.registry import STAGES
 from pipelines.spark import SparkSettings
 from pipelines.tokenize import TokenizeConfig
+from pipelines.warc import WarcIngestConfig
 
 
 class RecipeError(CorpusforgeError):
@@ -38,7 +40,9 @@ class Recipe(BaseModel):
     description: str = ""
     stages: list[str] = Field(default_factory=lambda: ["ingest"], min_length=1)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    ingest_warc: WarcIngestConfig = Field(default_factory=WarcIngestConfig)
     langid: LangIdConfig = Field(default_factory=LangIdConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)  # type: ignore[valid-type]
     pii: PiiStageConfig = Field(default_factory=PiiStageConfig)

@@ -12,13 +12,22 @@ from pipelines.spark import get_spark
 
 
 def stage_inputs(recipe: Recipe, name: str, previous_output: Path | None) -> list[Path]:
-    """A raw-file stage reads the paths of its section; any other stage reads the previous output."""
+    """What a stage reads in a build.
+
+    A raw-file stage (ingest, ingest-warc, crawl) reads the paths of its section; when the
+    section names none and an earlier stage ran, it reads that stage's output (a crawl's WARC
+    files for ingest-warc). Any other stage reads the previous output.
+    """
     cls = stage_class(name)
     if cls.reads_raw_files:
-        paths = getattr(recipe.section(name), "paths", [])
-        if not paths:
-            raise StageInputError(f"stage {name}: no input paths; set {cls.section}.paths in the recipe or pass --in")
-        return [Path(p) for p in paths]
+        paths = [Path(p) for p in getattr(recipe.section(name), "paths", [])]
+        if paths:
+            return paths
+        if previous_output is not None:
+            return [previous_output]
+        if cls.inputs_optional:
+            return []
+        raise StageInputError(f"stage {name}: no input paths; set {cls.section}.paths in the recipe or pass --in")
     if previous_output is None:
         raise StageInputError(f"stage {name}: needs the output of an earlier stage as input (--in)")
     return [previous_output]

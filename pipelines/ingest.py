@@ -16,7 +16,7 @@ import os
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -76,8 +76,15 @@ def detect_format(path: Path) -> Format | None:
     return EXTENSIONS.get(suffixes[-1].lower()) if suffixes else None
 
 
-def list_input_files(paths: Iterable[str | Path], formats: Iterable[str]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Files to read (with the root they were found under) and counts of skipped extensions."""
+def list_input_files(
+    paths: Iterable[str | Path],
+    formats: Iterable[str],
+    detect: Callable[[Path], str | None] = lambda path: detect_format(path),
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Files to read (with the root they were found under) and counts of skipped extensions.
+
+    ``detect`` names a file's format from its path (None: not one to read).
+    """
     wanted = set(formats)
     files: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
@@ -88,7 +95,7 @@ def list_input_files(paths: Iterable[str | Path], formats: Iterable[str]) -> tup
         candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         base = root.parent if root.is_file() else root
         for path in candidates:
-            fmt = detect_format(path)
+            fmt = detect(path)
             if fmt is None or fmt not in wanted:
                 key = "".join(path.suffixes[-2:]).lower() or "(none)"
                 skipped[key] = skipped.get(key, 0) + 1
@@ -210,7 +217,14 @@ def _mtime(path: str) -> datetime:
     return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
 
 
-def _row(config: IngestConfig, locator: str, **fields: Any) -> dict[str, Any]:
+class RowSettings(Protocol):
+    """What the row builders need of a reader's settings (IngestConfig, WarcIngestConfig)."""
+
+    source: str
+    max_doc_bytes: int
+
+
+def working_row(config: RowSettings, locator: str, **fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": document_id(config.source, locator),
         "url": None,
@@ -230,11 +244,11 @@ def _row(config: IngestConfig, locator: str, **fields: Any) -> dict[str, Any]:
     return row
 
 
-def _reject(config: IngestConfig, locator: str, reason: str, detail: str, bytes_in: int = 0, **fields: Any) -> dict[str, Any]:
-    return _row(config, locator, **{DROP_REASON: reason, DROP_DETAIL: detail, BYTES_IN: bytes_in, **fields})
+def rejected_row(config: RowSettings, locator: str, reason: str, detail: str, bytes_in: int = 0, **fields: Any) -> dict[str, Any]:
+    return working_row(config, locator, **{DROP_REASON: reason, DROP_DETAIL: detail, BYTES_IN: bytes_in, **fields})
 
 
-def _keep_or_drop(row: dict[str, Any], where: str, config: IngestConfig) -> dict[str, Any]:
+def keep_or_drop(row: dict[str, Any], where: str, config: RowSettings) -> dict[str, Any]:
     text = row["text"]
     if not text or not text.strip():
         row[DROP_REASON], row[DROP_DETAIL], row["text"] = "empty_text", f"{where}: no text", text or ""
@@ -248,16 +262,16 @@ def _read_whole_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dic
     path, rel, fmt = file["path"], file["rel"], file["format"]
     data = read_prefix(path, config, config.max_doc_bytes + 1)
     if len(data) > config.max_doc_bytes:
-        yield _reject(config, rel, "doc_too_large", f"{path}: larger than {config.max_doc_bytes} bytes", file["size"])
+        yield rejected_row(config, rel, "doc_too_large", f"{path}: larger than {config.max_doc_bytes} bytes", file["size"])
         return
     if looks_binary(data):
-        yield _reject(config, rel, "binary_content", f"{path}: binary data in a {fmt} file", len(data))
+        yield rejected_row(config, rel, "binary_content", f"{path}: binary data in a {fmt} file", len(data))
         return
     text, encoding = decode_bytes(data, html=fmt == "html")
     title = None
     if fmt == "html":
         text, title = html_to_text(text, config.html_main_content)
-    row = _row(
+    row = working_row(
         config,
         rel,
         url=Path(path).as_uri(),
@@ -267,7 +281,7 @@ def _read_whole_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dic
         metadata={"file": rel, "format": fmt, "encoding": encoding},
         **{BYTES_IN: len(data)},
     )
-    yield _keep_or_drop(row, path, config)
+    yield keep_or_drop(row, path, config)
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -276,16 +290,16 @@ def _str_or_none(value: Any) -> str | None:
 
 def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], config: IngestConfig, bytes_in: int, extra_meta: dict[str, str]) -> dict[str, Any]:
     if not isinstance(record, dict):
-        return _reject(config, locator, "malformed_record", f"{where}: not a JSON object", bytes_in)
+        return rejected_row(config, locator, "malformed_record", f"{where}: not a JSON object", bytes_in)
     if config.text_key not in record:
-        return _reject(config, locator, "missing_text", f"{where}: no '{config.text_key}' field", bytes_in)
+        return rejected_row(config, locator, "missing_text", f"{where}: no '{config.text_key}' field", bytes_in)
     text = record[config.text_key]
     if not isinstance(text, str):
-        return _reject(
+        return rejected_row(
             config, locator, "bad_text_type", f"{where}: '{config.text_key}' is {type(text).__name__}, not a string", bytes_in
         )
     given_id = record.get(config.id_key)
-    row = _row(
+    row = working_row(
         config,
         locator,
         url=_str_or_none(record.get(config.url_key)),
@@ -297,7 +311,7 @@ def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], con
     )
     if given_id not in (None, ""):
         row["id"] = str(given_id)
-    return _keep_or_drop(row, where, config)
+    return keep_or_drop(row, where, config)
 
 
 def _read_jsonl(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
@@ -305,14 +319,14 @@ def _read_jsonl(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str
     for number, line in enumerate(iter_lines(iter_chunks(path, config)), start=1):
         where, locator = f"{path}:{number}", f"{rel}:{number}"
         if len(line) > config.max_doc_bytes:
-            yield _reject(config, locator, "doc_too_large", f"{where}: line of {len(line)} bytes", len(line))
+            yield rejected_row(config, locator, "doc_too_large", f"{where}: line of {len(line)} bytes", len(line))
             continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
-            yield _reject(config, locator, "malformed_jsonl", f"{where}: {exc}", len(line))
+            yield rejected_row(config, locator, "malformed_jsonl", f"{where}: {exc}", len(line))
             continue
         yield _record_row(record, locator, where, file, config, len(line), {"line": str(number)})
 
@@ -322,7 +336,7 @@ def _read_parquet(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[s
     parquet = pq.ParquetFile(path)
     names = parquet.schema_arrow.names
     if config.text_key not in names:
-        yield _reject(
+        yield rejected_row(
             config, rel, "missing_text", f"{path}: no column '{config.text_key}' (columns: {', '.join(names)})", file["size"]
         )
         return
@@ -344,16 +358,16 @@ def read_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, 
     """All working rows of one file. Never raises for bad content: errors become rejected rows."""
     path, rel = file["path"], file["rel"]
     if file["size"] > config.max_file_bytes:
-        yield _reject(config, rel, "file_too_large", f"{path}: {file['size']} bytes > {config.max_file_bytes}", file["size"])
+        yield rejected_row(config, rel, "file_too_large", f"{path}: {file['size']} bytes > {config.max_file_bytes}", file["size"])
         return
     try:
         yield from READERS[file["format"]](file, config)
     except DecompressionLimit as exc:
-        yield _reject(config, rel + "#gzip", "decompression_limit", f"{path}: {exc}")
+        yield rejected_row(config, rel + "#gzip", "decompression_limit", f"{path}: {exc}")
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        yield _reject(config, rel + "#gzip", "truncated_gzip", f"{path}: {exc or 'unexpected end of gzip data'}")
+        yield rejected_row(config, rel + "#gzip", "truncated_gzip", f"{path}: {exc or 'unexpected end of gzip data'}")
     except (OSError, pa.ArrowException) as exc:
-        yield _reject(config, rel + "#read", "read_error", f"{path}: {exc}")
+        yield rejected_row(config, rel + "#read", "read_error", f"{path}: {exc}")
 
 
 def _batches(rows: Iterable[dict[str, Any]], max_rows: int = 2048, max_bytes: int = 64 * MiB) -> Iterator[pa.RecordBatch]:
@@ -386,11 +400,22 @@ class IngestStage(Stage):
     Config = IngestConfig
     reads_raw_files = True
 
-    def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
+    def list_files(self, inputs: list[Path], config: BaseModel) -> tuple[list[dict[str, Any]], dict[str, int]]:
         assert isinstance(config, IngestConfig)
+        return list_input_files(inputs, config.formats)
+
+    def no_files_message(self, inputs: list[Path], config: BaseModel) -> str:
+        return f"ingest: no {'/'.join(config.formats)} files under {', '.join(map(str, inputs))}"  # type: ignore[attr-defined]
+
+    @staticmethod
+    def read_one(file: dict[str, Any], config: Any) -> Iterator[dict[str, Any]]:
+        """All working rows of one file (runs in the Spark workers; never raises for bad content)."""
+        return read_file(file, config)
+
+    def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        files, skipped = list_input_files(inputs, config.formats)
+        files, skipped = self.list_files(inputs, config)
         self.extra_stats = {
             "files": {
                 "read": len(files),
@@ -399,20 +424,17 @@ class IngestStage(Stage):
             }
         }
         if not files:
-            raise StageInputError(
-                f"ingest: no {'/'.join(config.formats)} files under {', '.join(map(str, inputs))}"
-                + (f" (skipped: {skipped})" if skipped else "")
-            )
+            raise StageInputError(self.no_files_message(inputs, config) + (f" (skipped: {skipped})" if skipped else ""))
         parallelism = spark.sparkContext.defaultParallelism
-        tasks = max(parallelism * 2, -(-len(files) // config.files_per_task))
+        tasks = max(parallelism * 2, -(-len(files) // config.files_per_task))  # type: ignore[attr-defined]
         bins = balance_files(files, min(tasks, len(files)))
         task_rdd = spark.sparkContext.parallelize(bins, len(bins)).flatMap(lambda b: b)
         task_df = spark.createDataFrame(task_rdd, "path string, rel string, format string, size long")
-        settings = config.model_dump()
+        settings, config_class, read_one = config.model_dump(), type(config), self.read_one
 
         def read_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            cfg = IngestConfig(**settings)
-            rows = (row for batch in batches for file in batch.to_pylist() for row in read_file(file, cfg))
+            cfg = config_class(**settings)
+            rows = (row for batch in batches for file in batch.to_pylist() for row in read_one(file, cfg))
             yield from _batches(rows)
 
         return task_df.mapInArrow(read_partition, from_arrow_schema(WORKING_SCHEMA))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipelines.crawl import CrawlStage
 from pipelines.dedup_exact import DedupExactStage
 from pipelines.dedup_minhash import DedupMinHashStage
 from pipelines.ingest import IngestStage
@@ -10,10 +11,21 @@ from pipelines.pii import PiiStage
 from pipelines.quality import QualityStage
 from pipelines.stage import Stage
 from pipelines.tokenize import TokenizeStage
+from pipelines.warc import IngestWarcStage
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
-    for cls in (IngestStage, LangIdStage, QualityStage, PiiStage, DedupExactStage, DedupMinHashStage, TokenizeStage)
+    for cls in (
+        CrawlStage,
+        IngestStage,
+        IngestWarcStage,
+        LangIdStage,
+        QualityStage,
+        PiiStage,
+        DedupExactStage,
+        DedupMinHashStage,
+        TokenizeStage,
+    )
 }
 
 

@@ -65,11 +65,16 @@ class Stage(ABC):
             cls.section = cls.name
     # True for stages that read raw files (ingest, crawl); False for stages that read documents.
     reads_raw_files: ClassVar[bool] = False
+    # True for stages that can run without input paths (crawl: seeds may be in the recipe).
+    inputs_optional: ClassVar[bool] = False
     # Further modules whose code decides the output (e.g. "filters.quality"): part of the fingerprint.
     code_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.extra_stats: dict[str, Any] = {}
+        # Where the finished output will be; set by run_stage before transform (stages that keep
+        # resumable state beside their output use it).
+        self.output_path: Path = Path()
 
     @abstractmethod
     def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
@@ -92,7 +97,10 @@ class Stage(ABC):
         return []
 
     def write_kept(self, kept: "DataFrame", output: Path, config: BaseModel) -> None:
-        """Write the kept documents into the unfinished output directory: Parquet by default."""
+        """Write the kept documents into the unfinished output directory: Parquet by default.
+
+        An override must run one action over ``kept`` (the stage totals are observed on it).
+        """
         kept.write.mode("errorifexists").partitionBy(*self.output_partitioning(config)).parquet(str(output))
 
     def summarize(self, working: "DataFrame", stats: dict[str, Any], config: BaseModel) -> dict[str, Any]:
@@ -104,6 +112,9 @@ class Stage(ABC):
 
     def release(self) -> None:
         """Free what ``transform`` cached besides the working rows."""
+
+    def finished(self) -> None:
+        """Called once the output is complete and in place (e.g. to remove resumable state)."""
 
 
 def union_all(frames: list["DataFrame"]) -> "DataFrame":
@@ -318,7 +329,7 @@ def run_stage(
 
     output = output.resolve()
     inputs = [Path(p).resolve() for p in inputs]
-    if not inputs:
+    if not inputs and not stage.inputs_optional:
         raise StageInputError(f"stage {stage.name}: no input given")
     output.parent.mkdir(parents=True, exist_ok=True)
     options = {"keep_rejects": str(keep_rejects.resolve())} if keep_rejects is not None else {}
@@ -331,6 +342,7 @@ def run_stage(
             log.info("%s: output is current, skipping (%s)", stage.name, output)
             return StageResult(stage.name, output, stats, skipped=True)
         _remove_leftovers(output)
+        stage.output_path = output
         session = spark()
 
         tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
@@ -392,6 +404,7 @@ def run_stage(
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(tmp, output)
+        stage.finished()
         log.info(
             "%s: %d of %d documents kept in %.1fs",
             stage.name,
