@@ -254,6 +254,31 @@ def baseline_ingest(inputs: list[Path], config: BaseModel) -> Counts:
     return Counts(docs_in, docs_out, dict(sorted(dropped.items())))
 
 
+def baseline_ingest_warc(inputs: list[Path], config: BaseModel) -> Counts:
+    """``read_warc`` (the stage's own reader: framing, charset, resiliparse extraction) over
+    every WARC file in one loop, without Spark."""
+    from pipelines.warc import WarcIngestConfig, list_warc_files, read_warc
+
+    assert isinstance(config, WarcIngestConfig)
+    files, _ = list_warc_files(inputs)
+    tally = _Tally()
+    for file in files:
+        for row in read_warc(file, config):
+            tally.docs_in += 1
+            if row[DROP_REASON] is None:
+                tally.docs_out += 1
+            else:
+                tally.drop(row[DROP_REASON])
+    return tally.counts()
+
+
+def warc_input_size(inputs: list[Path], config: BaseModel) -> tuple[int, int]:
+    from pipelines.warc import list_warc_files
+
+    files, _ = list_warc_files(inputs)
+    return len(files), sum(f["size"] for f in files)
+
+
 def ingest_input_size(inputs: list[Path], config: BaseModel) -> tuple[int, int]:
     """Number and total size of the files the stage will read (only the configured formats)."""
     assert isinstance(config, IngestConfig)
@@ -390,6 +415,9 @@ BENCHMARKS: dict[str, StageBenchmark] = {
     for b in (
         StageBenchmark(
             "ingest", baseline_ingest, ingest_input_size, "raw files -> documents, vs read_file() in a loop"
+        ),
+        StageBenchmark(
+            "ingest-warc", baseline_ingest_warc, warc_input_size, "WARC files -> documents, vs read_warc() in a loop"
         ),
         StageBenchmark(
             "langid", baseline_langid, documents_input_size, "documents -> lang, vs a plain fastText predict loop"

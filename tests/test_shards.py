@@ -31,6 +31,11 @@ from pipelines.shard_format import (
 )
 from pipelines.shards import MixedDataset, ShardDataset
 
+# The test process also holds a JVM (Spark) and a Prefect server thread; forking it makes
+# DataLoader workers die at start in a full test run. Real training processes hold neither,
+# so the default (fork) is fine there; the tests start workers from a clean forkserver.
+WORKER_START = "forkserver"
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 Documents = dict[str, tuple[np.ndarray, np.ndarray]]  # id -> (tokens, loss mask)
@@ -86,7 +91,7 @@ def as_lists(items: list[dict]) -> list[dict]:
 def read_ids_with_loader(root: Path, *, rank: int, world_size: int, epoch: int, seed: int = 3) -> list[str]:
     dataset = ShardDataset(root, seed=seed, chunk_docs=5, rank=rank, world_size=world_size)
     dataset.set_epoch(epoch)
-    return [item["id"] for item in DataLoader(dataset, batch_size=None, num_workers=2)]
+    return [item["id"] for item in DataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context=WORKER_START)]
 
 
 # ---------------------------------------------------------------------------- work split
@@ -186,7 +191,7 @@ def test_packed_items_collate_and_cover_all_tokens_across_workers(token_corpus) 
     root, written = token_corpus
     seq_len = 8
     dataset = ShardDataset(root, seq_len=seq_len, seed=1, chunk_docs=5, drop_last=False)
-    batches = list(DataLoader(dataset, batch_size=4, num_workers=2))
+    batches = list(DataLoader(dataset, batch_size=4, num_workers=2, multiprocessing_context=WORKER_START))
     assert all(batch["input_ids"].shape[1] == seq_len for batch in batches)
     tokens = torch.cat([batch["input_ids"].flatten() for batch in batches])
     mask = torch.cat([batch["loss_mask"].flatten() for batch in batches])
@@ -299,7 +304,9 @@ def test_resume_through_stateful_dataloader_with_workers(token_corpus, seq_len: 
 
     def loader() -> "stateful.StatefulDataLoader":
         dataset = ShardDataset(root, seq_len=seq_len, seed=2, chunk_docs=5, verify="size")
-        return stateful.StatefulDataLoader(dataset, batch_size=batch_size, num_workers=2)
+        return stateful.StatefulDataLoader(
+            dataset, batch_size=batch_size, num_workers=2, multiprocessing_context=WORKER_START
+        )
 
     uninterrupted = as_lists(list(loader()))
     cut = len(uninterrupted) // 3
@@ -383,7 +390,9 @@ def test_mixed_dataset_resumes_through_stateful_dataloader_with_workers(tmp_path
             (ShardDataset(tmp_path / "a", seq_len=8, chunk_docs=3, verify="size"), 1.0),
             (ShardDataset(tmp_path / "b", seq_len=8, chunk_docs=3, verify="size"), 1.0),
         ]
-        return stateful.StatefulDataLoader(MixedDataset(sources, seed=3), batch_size=2, num_workers=2)
+        return stateful.StatefulDataLoader(
+            MixedDataset(sources, seed=3), batch_size=2, num_workers=2, multiprocessing_context=WORKER_START
+        )
 
     def take(iterator, count: int) -> list[dict]:
         return as_lists([next(iterator) for _ in range(count)])

