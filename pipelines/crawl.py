@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from datetime import datetime, timezone
 from io import BytesIO
 from pathlib import Path
@@ -308,7 +309,9 @@ class CrawlStage(Stage):
                 hosts = max(1, len({f["host"] for f in capped}))
                 partitions = min(hosts, spark.sparkContext.defaultParallelism * 4)
                 run = crawl_task(settings, seed_hosts, round_index, str(round_dir / "warc"), str(state / "robots"))
+                round_started = time.perf_counter()
                 rows = frame.repartition(partitions, "host").mapInArrow(run, from_arrow_schema(LOG_SCHEMA)).collect()
+                log.info("crawl: round %d fetched in %.1fs", round_index, time.perf_counter() - round_started)
                 table = pa.Table.from_pylist([r.asDict() for r in rows], schema=LOG_SCHEMA)
                 for leftover in (round_dir / "warc").glob(".part-*"):
                     leftover.unlink(missing_ok=True)
