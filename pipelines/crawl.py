@@ -290,7 +290,7 @@ class CrawlStage(Stage):
         _write_json(state / STATE_FILE, {"identity": identity, "seeds": seeds})
         settings = config.model_dump()
 
-        frontier = [{"url": u, "host": host_of(u), "depth": 0} for u in seeds]
+        frontier = spark.createDataFrame([(u, host_of(u), 0) for u in seeds], "url string, host string, depth int")
         round_index, fetched_total = 0, 0
         while True:
             round_dir = state / f"round-{round_index:03d}"
@@ -298,34 +298,40 @@ class CrawlStage(Stage):
                 log.info("crawl: round %d already done, resuming after it", round_index)
             else:
                 shutil.rmtree(round_dir, ignore_errors=True)
-                capped = self._cap_frontier(frontier, config, state, fetched_total)
-                if not capped:
-                    break
-                (round_dir / "warc").mkdir(parents=True)
-                log.info("crawl: round %d: %d URLs on %d hosts", round_index, len(capped), len({f["host"] for f in capped}))
-                frame = spark.createDataFrame(
-                    [(f["url"], f["host"], f["depth"]) for f in capped], "url string, host string, depth int"
-                )
-                hosts = max(1, len({f["host"] for f in capped}))
-                partitions = min(hosts, spark.sparkContext.defaultParallelism * 4)
-                run = crawl_task(settings, seed_hosts, round_index, str(round_dir / "warc"), str(state / "robots"))
-                round_started = time.perf_counter()
-                rows = frame.repartition(partitions, "host").mapInArrow(run, from_arrow_schema(LOG_SCHEMA)).collect()
-                log.info("crawl: round %d fetched in %.1fs", round_index, time.perf_counter() - round_started)
-                table = pa.Table.from_pylist([r.asDict() for r in rows], schema=LOG_SCHEMA)
+                capped = self._cap_frontier(spark, frontier, config, state, fetched_total).persist()
+                try:
+                    urls = capped.count()
+                    if not urls:
+                        break
+                    hosts = capped.select("host").distinct().count()
+                    (round_dir / "warc").mkdir(parents=True)
+                    log.info("crawl: round %d: %d URLs on %d hosts", round_index, urls, hosts)
+                    partitions = max(1, min(hosts, spark.sparkContext.defaultParallelism * 4))
+                    run = crawl_task(settings, seed_hosts, round_index, str(round_dir / "warc"), str(state / "robots"))
+                    round_started = time.perf_counter()
+                    (
+                        capped.repartition(partitions, "host")
+                        .mapInArrow(run, from_arrow_schema(LOG_SCHEMA))
+                        .write.parquet(str(round_dir / "log"))
+                    )
+                    log.info("crawl: round %d fetched in %.1fs", round_index, time.perf_counter() - round_started)
+                finally:
+                    capped.unpersist()
                 for leftover in (round_dir / "warc").glob(".part-*"):
                     leftover.unlink(missing_ok=True)
-                pq.write_table(table, round_dir / "log.parquet")
                 (round_dir / DONE_FILE).write_text(datetime.now(timezone.utc).isoformat() + "\n")
-            table = pq.read_table(round_dir / "log.parquet")
-            fetched_total += table.num_rows
-            frontier = self._next_frontier(state, round_index, config)
+            fetched_total += pq.ParquetDataset(str(round_dir / "log")).read(columns=["url"]).num_rows
             round_index += 1
-            if not frontier or fetched_total >= config.max_pages or round_index > config.max_depth:
+            if fetched_total >= config.max_pages or round_index > config.max_depth:
+                break
+            frontier = self._next_frontier(spark, state, round_dir, config)
+            if frontier.isEmpty():
                 break
 
         self.rounds = round_index
-        logs = sorted(str(p) for p in state.glob("round-*/log.parquet"))
+        logs = self._logs(state)
+        if not logs:
+            raise StageInputError("crawl: nothing to fetch (max_pages or max_pages_per_host leave no room)")
         self.extra_stats = {"crawl": {"rounds": len(logs), "seeds": len(seeds), "hosts": seed_hosts[:20]}}
         log_frame = spark.read.parquet(*logs)
         error, status = F.col("error"), F.col("status")
@@ -359,44 +365,53 @@ class CrawlStage(Stage):
         )
         return working
 
-    def _seen(self, state: Path) -> set[str]:
-        seen: set[str] = set()
-        for path in state.glob("round-*/log.parquet"):
-            table = pq.read_table(path, columns=["url", "final_url"])
-            seen.update(u for u in table.column("url").to_pylist() if u)
-            seen.update(u for u in table.column("final_url").to_pylist() if u)
-        return seen
+    @staticmethod
+    def _logs(state: Path) -> list[str]:
+        """The crawl logs (Parquet directories) of the finished rounds."""
+        return sorted(str(p.parent / "log") for p in state.glob(f"round-*/{DONE_FILE}"))
 
-    def _next_frontier(self, state: Path, round_index: int, config: CrawlConfig) -> list[dict[str, Any]]:
-        """New links of the round, one level deeper, minus every URL already fetched or tried."""
-        table = pq.read_table(state / f"round-{round_index:03d}" / "log.parquet", columns=["depth", "links"])
-        seen = self._seen(state)
-        frontier: dict[str, int] = {}
-        for depth, links in zip(table.column("depth").to_pylist(), table.column("links").to_pylist()):
-            for link in links or []:
-                if link not in seen and link not in frontier and depth + 1 <= config.max_depth:
-                    frontier[link] = depth + 1
-        return [{"url": u, "host": host_of(u), "depth": d} for u, d in sorted(frontier.items())]
+    def _next_frontier(self, spark: "SparkSession", state: Path, round_dir: Path, config: CrawlConfig) -> "DataFrame":
+        """The round's new links, one level deeper, anti-joined with every URL already tried."""
+        from pyspark.sql import functions as F
+
+        links = (
+            spark.read.parquet(str(round_dir / "log"))
+            .select(F.explode("links").alias("url"), (F.col("depth") + 1).alias("depth"))
+            .where(F.col("depth") <= config.max_depth)
+            .groupBy("url")
+            .agg(F.min("depth").cast("int").alias("depth"))
+        )
+        logs = spark.read.parquet(*self._logs(state))
+        seen = logs.select("url").union(logs.select(F.col("final_url").alias("url"))).where(F.col("url").isNotNull())
+        return links.join(seen, "url", "left_anti").select(
+            "url", F.lower(F.regexp_extract("url", "^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", 1)).alias("host"), "depth"
+        )
 
     def _cap_frontier(
-        self, frontier: list[dict[str, Any]], config: CrawlConfig, state: Path, fetched_total: int
-    ) -> list[dict[str, Any]]:
+        self, spark: "SparkSession", frontier: "DataFrame", config: CrawlConfig, state: Path, fetched_total: int
+    ) -> "DataFrame":
         """At most ``max_pages`` in all and ``max_pages_per_host`` per host, shallowest first."""
-        per_host: dict[str, int] = {}
-        for path in state.glob("round-*/log.parquet"):
-            for host in pq.read_table(path, columns=["host"]).column("host").to_pylist():
-                per_host[host] = per_host.get(host, 0) + 1
-        room = config.max_pages - fetched_total
-        capped = []
-        for item in sorted(frontier, key=lambda f: (f["depth"], f["url"])):
-            if room <= 0:
-                break
-            if per_host.get(item["host"], 0) >= config.max_pages_per_host:
-                continue
-            per_host[item["host"]] = per_host.get(item["host"], 0) + 1
-            capped.append(item)
-            room -= 1
-        return capped
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        done = self._logs(state)
+        if done:
+            tried = (
+                spark.read.parquet(*done)
+                .groupBy("host")
+                .agg(F.count(F.lit(1)).alias("tried"))
+            )
+            frontier = frontier.join(tried, "host", "left").fillna(0, ["tried"])
+        else:
+            frontier = frontier.withColumn("tried", F.lit(0))
+        per_host = Window.partitionBy("host").orderBy("depth", "url")
+        return (
+            frontier.withColumn("rank", F.row_number().over(per_host))
+            .where(F.col("rank") + F.col("tried") <= config.max_pages_per_host)
+            .orderBy("depth", "url")
+            .limit(max(0, config.max_pages - fetched_total))
+            .select("url", "host", "depth")
+        )
 
     def write_kept(self, kept: "DataFrame", output: Path, config: BaseModel) -> None:
         """The crawl's products: WARC files and the crawl log (every URL tried, fetched or not)."""
@@ -411,7 +426,7 @@ class CrawlStage(Stage):
             shutil.copytree(round_dir / "warc", target)
         log_dir = output / "crawl_log"
         log_dir.mkdir()
-        tables = [pq.read_table(p) for p in sorted(state.glob("round-*/log.parquet"))]
+        tables = [pq.ParquetDataset(p).read() for p in self._logs(state)]
         pq.write_table(pa.concat_tables(tables).drop_columns(["links"]), log_dir / "part-00000.parquet")
 
     def finished(self) -> None:

@@ -160,3 +160,16 @@ def test_killed_crawl_resumes_at_the_first_unfinished_round(spark, tmp_path: Pat
     assert fetched_before <= set(site.hits.paths())
     assert len(crawl_log(out)) == 10
     assert json.loads((out / "_stats.json").read_text())["crawl"]["rounds"] == 2
+
+
+def test_page_caps_and_depth_bound_the_crawl(spark, tmp_path: Path) -> None:
+    with TestSite(pages=9, special=False) as site:
+        config = CrawlConfig(seeds=[site.url("/")], max_pages_per_host=5, **FAST)
+        run_stage(CrawlStage(), [], tmp_path / "per-host", config, lambda: spark)
+        assert len(crawl_log(tmp_path / "per-host")) == 5
+        shallow = CrawlConfig(seeds=[site.url("/")], max_depth=0, **FAST)
+        result = run_stage(CrawlStage(), [], tmp_path / "depth-0", shallow, lambda: spark)
+        assert list(crawl_log(tmp_path / "depth-0")) == [site.url("/")]
+        assert result.stats["crawl"]["rounds"] == 1
+        page_hits = sum(site.hits.count(p) for p in site.page_paths())
+    assert page_hits == 4  # only the per-host run fetched pages: 4 besides the index
