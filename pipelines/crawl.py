@@ -9,12 +9,12 @@ Each round is one Spark job over the frontier (normalized URLs with their depth)
 2. every task writes its own ``part-<task>.warc.gz`` (warcinfo, then a request and a response
    record per fetched page, with WARC-Target-URI, WARC-Date and payload digests; warcio) and
    returns one crawl-log row per URL, with the in-scope links it found;
-3. the driver stores the round's log, then builds the next frontier: the new links, one
-   depth deeper, anti-joined with every URL already seen.
+3. the rows are written as the round's log (Parquet); the next frontier is a DataFrame of the
+   new links, one depth deeper, anti-joined with every URL (and redirect target) already tried.
 
 Rounds are kept in a state directory beside the output (``.OUT.crawl-state/``), each marked
 done only when complete, so a killed crawl resumes at its first unfinished round. When the
-last round is done the stage contract takes over: the WARC files and the crawl log are moved
+last round is done the stage contract takes over: the WARC files and the crawl log are copied
 into the output, failed fetches go to ``_rejects/`` with their reason, and ``_SUCCESS`` is
 written last.
 
