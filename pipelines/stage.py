@@ -96,6 +96,10 @@ class Stage(ABC):
         """Columns to partition the output by (``lang`` → ``lang=en/`` directories); none by default."""
         return []
 
+    def fingerprint_extras(self, config: BaseModel) -> dict[str, Any]:
+        """What else decides the output besides config, inputs and code (e.g. a model file's hash)."""
+        return {}
+
     def write_kept(self, kept: "DataFrame", output: Path, config: BaseModel) -> None:
         """Write the kept documents into the unfinished output directory: Parquet by default.
 
@@ -333,6 +337,7 @@ def run_stage(
         raise StageInputError(f"stage {stage.name}: no input given")
     output.parent.mkdir(parents=True, exist_ok=True)
     options = {"keep_rejects": str(keep_rejects.resolve())} if keep_rejects is not None else {}
+    options.update(stage.fingerprint_extras(config))
     fingerprint = stage_fingerprint(stage, inputs, config, options)
 
     with _output_lock(output):

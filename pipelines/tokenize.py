@@ -162,6 +162,13 @@ class TokenizeStage(DocumentStage):
     def batch_processor(self, config: BaseModel) -> Any:
         return lambda rows: None  # documents only pass the guards here; tokens come in write_kept
 
+    def fingerprint_extras(self, config: BaseModel) -> dict[str, Any]:
+        """The tokenizer's content: a changed tokenizer.json under the same path retokenizes."""
+        from pipelines.tokenizer import resolve_tokenizer
+
+        assert isinstance(config, TokenizeConfig)
+        return {"tokenizer_sha256": resolve_tokenizer(config.tokenizer, config.eos_token).sha256}
+
     def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema

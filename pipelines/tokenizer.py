@@ -39,7 +39,7 @@ from pipelines.shard_format import file_sha256
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 
-_LOADED: dict[tuple[str, str], Any] = {}
+_LOADED: dict[tuple[str, str, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -143,7 +143,10 @@ def resolve_tokenizer(spec: str | None, eos_token: str | None = None) -> Tokeniz
 
 
 def _cached(kind: str, directory: str, load: Any) -> Any:
-    key = (kind, directory)
+    # Keyed by the file's identity too: Spark reuses worker processes, and a tokenizer rewritten
+    # in place must not be served from the cache.
+    stat = (Path(directory) / TOKENIZER_FILE).stat()
+    key = (kind, directory, stat.st_size, stat.st_mtime_ns)
     loaded = _LOADED.get(key)
     if loaded is None:
         with _LOCK:

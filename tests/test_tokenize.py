@@ -182,3 +182,24 @@ def test_loader_reads_the_stage_output(spark, tmp_path: Path) -> None:
     packed = list(ShardDataset(out, seq_len=64, seed=7))
     assert packed and all(p["input_ids"].shape == (64,) for p in packed)
     assert sum(int(p["loss_mask"].sum()) for p in packed) <= sum(sum(r["loss_mask"]) for r in stored.values())
+
+
+def test_a_changed_tokenizer_file_reruns_the_stage(spark, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    def save(directory: Path, words: list[str]) -> None:
+        tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "</s>": 1} | {w: i + 2 for i, w in enumerate(words)}, unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        directory.mkdir(exist_ok=True)
+        tokenizer.save(str(directory / "tokenizer.json"))
+        (directory / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
+
+    directory = tmp_path / "tok"
+    save(directory, ["alpha", "beta"])
+    docs = write_documents(tmp_path / "docs", [{"id": "a", "text": "alpha beta"}])
+    out, config = tmp_path / "shards", TokenizeConfig(tokenizer=str(directory))
+    assert not run_stage(TokenizeStage(), [docs], out, config, lambda: spark).skipped
+    assert run_stage(TokenizeStage(), [docs], out, config, lambda: spark).skipped
+    save(directory, ["beta", "alpha"])
+    assert not run_stage(TokenizeStage(), [docs], out, config, lambda: spark).skipped
+    assert read_shards(out)["a"]["input_ids"] == [3, 2, 1]
