@@ -13,10 +13,10 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipelines.errors import CorpusforgeError
-from pipelines.fetch import CrawlConfig
 from pipelines.dedup_exact import DedupExactConfig
 from pipelines.dedup_minhash import DedupMinHashConfig
+from pipelines.errors import CorpusforgeError
+from pipelines.fetch import CrawlConfig
 from pipelines.ingest import IngestConfig
 from pipelines.langid import LangIdConfig
 from pipelines.pii import PiiStageConfig

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.schema import BYTES_IN, dataset_files, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA
+from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA, dataset_files
 from pipelines.stage import Stage
 
 if TYPE_CHECKING:
@@ -130,8 +130,8 @@ def batch_runner(
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function: guards, then ``process`` on the rows that passed.
 
-    Rows hold ``id``, ``url``, ``text`` and the ``reads`` and ``writes`` columns; the output batch is the input batch with
-    the ``writes`` columns (and the drop columns) replaced.
+    Rows hold ``id``, ``url``, ``text`` and the ``reads`` and ``writes`` columns; the output
+    batch is the input batch with the ``writes`` columns (and the drop columns) replaced.
     """
     row_columns = list(dict.fromkeys(("id", "url", "text", *reads, *writes)))
     written = list(dict.fromkeys(writes))
