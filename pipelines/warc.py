@@ -102,7 +102,6 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.limitreader import LimitReader
 from warcio.statusandheaders import StatusAndHeadersParser
 
-from pipelines.errors import StageInputError
 from pipelines.ingest import READ_CHUNK, IngestStage, list_input_files, DecompressionLimit, keep_or_drop, rejected_row, working_row, html_to_text, looks_binary
 from pipelines.schema import BYTES_IN
 

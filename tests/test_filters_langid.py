@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from filters import langid
 from filters.langid import (
     DEFAULT_MAX_CHARS,
     LangIdModelError,
