@@ -52,11 +52,11 @@ from pipelines.fetch import (
     RobotsCache,
     fetch_host_urls,
     in_scope,
-    normalize_url,
     origin_of,
+    seed_lines,
 )
 from pipelines.schema import BYTES_IN, DROP_DETAIL, DROP_REASON
-from pipelines.stage import Stage, _hash_json
+from pipelines.stage import Stage, atomic_write_text, hash_json
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -94,22 +94,17 @@ def host_of(url: str) -> str:
 
 def read_seeds(inputs: list[Path], config: CrawlConfig) -> list[str]:
     """Seed URLs from ``config.seeds``, ``config.seeds_file`` and the input files (one URL a line)."""
-    lines: list[tuple[str, str]] = [("crawl.seeds", s) for s in config.seeds]
-    files = [Path(p) for p in inputs]
-    if config.seeds_file:
-        files.append(Path(config.seeds_file))
+    seeds = list(config.seeds)  # normalized by CrawlConfig
+    files = [Path(p) for p in inputs] + ([Path(config.seeds_file)] if config.seeds_file else [])
+    bad = []
     for file in files:
         try:
             text = file.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise StageInputError(f"crawl: cannot read seeds file {file} ({exc.strerror or exc})") from exc
-        lines += [(f"{file}:{n}", line.strip()) for n, line in enumerate(text.splitlines(), 1)]
-    seeds, bad = [], []
-    for where, raw in lines:
-        if not raw or raw.startswith("#"):
-            continue
-        url = normalize_url(raw)
-        (seeds if url else bad).append(url or f"{where}: {raw!r}")
+        urls, unusable = seed_lines(text)
+        seeds += urls
+        bad += [f"{file}:{number}: {line!r}" for number, line in unusable]
     if bad:
         log.warning("crawl: %d seed line(s) are not http(s) URLs, e.g. %s", len(bad), bad[0])
     if not seeds:
@@ -280,7 +275,7 @@ class CrawlStage(Stage):
         seeds = read_seeds(inputs, config)
         seed_hosts = sorted({host_of(s) for s in seeds})
         state = self.state_dir()
-        identity = _hash_json({"config": config.model_dump(mode="json"), "seeds": seeds})
+        identity = hash_json({"config": config.model_dump(mode="json"), "seeds": seeds})
         previous = _read_json(state / STATE_FILE)
         if previous.get("identity") != identity:
             if state.exists():
@@ -328,7 +323,6 @@ class CrawlStage(Stage):
             if frontier.isEmpty():
                 break
 
-        self.rounds = round_index
         logs = self._logs(state)
         if not logs:
             raise StageInputError("crawl: nothing to fetch (max_pages or max_pages_per_host leave no room)")
@@ -442,7 +436,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")

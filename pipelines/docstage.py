@@ -101,8 +101,7 @@ class DocumentStage(Stage):
         assert isinstance(config, DocumentStageConfig)
         documents = self.read_documents(spark, inputs).withColumn(BYTES_IN, F.octet_length("text").cast("long"))
         documents = spread_over_cores(spark, documents, inputs)
-        process = self.batch_processor(config)
-        run = batch_runner(process, self.reads, self.writes, config.max_doc_bytes)
+        run = batch_runner(self.batch_processor(config), self.reads, self.writes, config.max_doc_bytes)
         return documents.select(*DOCUMENT_COLUMNS, BYTES_IN).mapInArrow(run, from_arrow_schema(WORKING_SCHEMA))
 
 

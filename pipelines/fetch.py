@@ -227,10 +227,7 @@ class CrawlConfig(BaseModel):
         are not http(s) URLs are skipped), normalized and deduplicated in order."""
         urls = list(self.seeds)
         if self.seeds_file:
-            for line in Path(self.seeds_file).read_text(encoding="utf-8", errors="replace").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#") and (url := normalize_url(line)):
-                    urls.append(url)
+            urls += seed_lines(Path(self.seeds_file).read_text(encoding="utf-8", errors="replace"))[0]
         return list(dict.fromkeys(urls))
 
     def scope_hosts(self) -> set[str]:
@@ -340,6 +337,23 @@ def normalize_url(url: str) -> str | None:
         path = "/" + path
     query = _normalize_escapes(parts.query, _QUERY_SAFE)
     return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def seed_lines(text: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """The normalized URLs of a seeds file (one a line; blank lines and ``#`` comments skipped)
+    and the (line number, text) of the lines that are not http(s) URLs."""
+    urls: list[str] = []
+    bad: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        url = normalize_url(line)
+        if url:
+            urls.append(url)
+        else:
+            bad.append((number, line))
+    return urls, bad
 
 
 def origin_of(url: str) -> str:

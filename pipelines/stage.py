@@ -137,7 +137,7 @@ class StageResult:
     skipped: bool
 
 
-def _hash_json(value: Any) -> str:
+def hash_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -151,7 +151,7 @@ def input_fingerprint(path: Path) -> str:
             pass
     if path.is_file():
         st = path.stat()
-        return _hash_json([path.name, st.st_size, st.st_mtime_ns])
+        return hash_json([path.name, st.st_size, st.st_mtime_ns])
     if not path.exists():
         raise StageInputError(f"{path}: input does not exist")
     entries = []
@@ -164,7 +164,7 @@ def input_fingerprint(path: Path) -> str:
             except OSError:
                 continue
             entries.append([str(full.relative_to(path)), st.st_size, st.st_mtime_ns])
-    return _hash_json(entries)
+    return hash_json(entries)
 
 
 def code_fingerprint(stage: Stage) -> str:
@@ -179,7 +179,7 @@ def code_fingerprint(stage: Stage) -> str:
 
 
 def stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel, options: dict[str, Any] | None = None) -> str:
-    return _hash_json(
+    return hash_json(
         {
             "stage": stage.name,
             "config": config.model_dump(mode="json"),
@@ -223,7 +223,7 @@ def _remove_leftovers(output: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as handle:
         handle.write(text)
@@ -396,8 +396,8 @@ def run_stage(
             "spark_master": session.sparkContext.master,
             "fingerprint": fingerprint,
         }
-        _atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
-        _atomic_write_text(
+        atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+        atomic_write_text(
             tmp / SUCCESS_FILE,
             json.dumps({"stage": stage.name, "fingerprint": fingerprint, "finished_at": stats["finished_at"]})
             + "\n",

@@ -15,7 +15,6 @@ every stage.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,11 +23,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from pipelines.docstage import DocumentStage, DocumentStageConfig, Rows, batch_runner, guard, spread_over_cores
+from pipelines.docstage import DocumentStage, DocumentStageConfig, Rows, guard, spread_over_cores
 from pipelines.schema import (
     BYTES_IN,
     CONVERSATION_SCHEMA,
-    DOCUMENT_COLUMNS,
     DROP_DETAIL,
     DROP_REASON,
     WORKING_SCHEMA,
@@ -36,7 +34,7 @@ from pipelines.schema import (
     validate_dataset,
 )
 from pipelines.shard_format import Manifest, ShardInfo, ShardWriter, token_type, write_manifest
-from pipelines.stage import union_all
+from pipelines.stage import hash_json, union_all
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -163,20 +161,24 @@ class TokenizeStage(DocumentStage):
         return lambda rows: None  # documents only pass the guards here; tokens come in write_kept
 
     def fingerprint_extras(self, config: BaseModel) -> dict[str, Any]:
-        """The tokenizer's content: a changed tokenizer.json under the same path retokenizes."""
-        from pipelines.tokenizer import resolve_tokenizer
+        """The tokenizer's content: a changed tokenizer.json under the same path retokenizes.
 
-        assert isinstance(config, TokenizeConfig)
-        return {"tokenizer_sha256": resolve_tokenizer(config.tokenizer, config.eos_token).sha256}
-
-    def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
-        from pyspark.sql import functions as F
-        from pyspark.sql.pandas.types import from_arrow_schema
-
+        ``run_stage`` calls this before ``transform``, which uses the tokenizer resolved here
+        instead of finding and hashing it a second time.
+        """
         from pipelines.tokenizer import resolve_tokenizer
 
         assert isinstance(config, TokenizeConfig)
         self.info = resolve_tokenizer(config.tokenizer, config.eos_token)
+        self._info_for = (config.tokenizer, config.eos_token)
+        return {"tokenizer_sha256": self.info.sha256}
+
+    def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        assert isinstance(config, TokenizeConfig)
+        if getattr(self, "_info_for", None) != (config.tokenizer, config.eos_token):
+            self.fingerprint_extras(config)
         self.has_chat = False
         frames = []
         for path in inputs:
@@ -189,12 +191,7 @@ class TokenizeStage(DocumentStage):
                 run = conversation_runner(self.info.directory, config.max_doc_bytes)
                 frames.append(conversations.mapInArrow(run, from_arrow_schema(WORKING_SCHEMA)))
             else:
-                documents = self.read_documents(spark, [path]).withColumn(BYTES_IN, F.octet_length("text").cast("long"))
-                documents = spread_over_cores(spark, documents, [path])
-                run = batch_runner(self.batch_processor(config), self.reads, self.writes, config.max_doc_bytes)
-                frames.append(
-                    documents.select(*DOCUMENT_COLUMNS, BYTES_IN).mapInArrow(run, from_arrow_schema(WORKING_SCHEMA))
-                )
+                frames.append(super().transform(spark, [path], config))  # the document stages' guards
         return union_all(frames)
 
     def write_kept(self, kept: "DataFrame", output: Path, config: BaseModel) -> None:
@@ -215,7 +212,7 @@ class TokenizeStage(DocumentStage):
             token_dtype=str(token_dtype),
             has_loss_mask=self.has_chat,
             shards=shards,
-            recipe_hash=hashlib.sha256(config.model_dump_json().encode()).hexdigest(),
+            recipe_hash=hash_json(config.model_dump(mode="json")),
             created_at=datetime.now(timezone.utc).isoformat(),
         )
         write_manifest(output, manifest)
