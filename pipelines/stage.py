@@ -167,18 +167,20 @@ def input_fingerprint(path: Path) -> str:
     return hash_json(entries)
 
 
-def code_fingerprint(stage: Stage) -> str:
+def code_fingerprint(stage: "Stage | Any") -> str:
     """Source of the stage's modules (its class hierarchy) and of the filters it declares.
 
     Changed code reruns the stage.
     """
-    modules = {inspect.getmodule(cls) for cls in type(stage).__mro__ if cls.__module__.startswith("pipelines.")}
+    modules = {
+        inspect.getmodule(cls) for cls in type(stage).__mro__ if cls.__module__.startswith(("pipelines.", "synth."))
+    }
     modules |= {importlib.import_module(name) for name in stage.code_modules}
     sources = sorted(inspect.getsource(m) for m in modules if m is not None)
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()
 
 
-def stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel, options: dict[str, Any] | None = None) -> str:
+def stage_fingerprint(stage: "Stage | Any", inputs: list[Path], config: BaseModel, options: dict[str, Any] | None = None) -> str:
     return hash_json(
         {
             "stage": stage.name,
@@ -198,7 +200,7 @@ def read_success(output: Path) -> dict[str, Any] | None:
 
 
 @contextmanager
-def _output_lock(output: Path) -> Iterator[None]:
+def output_lock(output: Path) -> Iterator[None]:
     lock_path = output.parent / f".{output.name}.lock"
     with open(lock_path, "a+") as handle:
         try:
@@ -217,7 +219,7 @@ def _output_lock(output: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_leftovers(output: Path) -> None:
+def remove_leftovers(output: Path) -> None:
     for leftover in output.parent.glob(f".{output.name}.tmp-*"):
         log.warning("removing unfinished output of an earlier, interrupted run: %s", leftover)
         shutil.rmtree(leftover, ignore_errors=True)
@@ -340,13 +342,13 @@ def run_stage(
     options.update(stage.fingerprint_extras(config))
     fingerprint = stage_fingerprint(stage, inputs, config, options)
 
-    with _output_lock(output):
+    with output_lock(output):
         done = read_success(output)
         if not force and done and done.get("fingerprint") == fingerprint:
             stats = json.loads((output / STATS_FILE).read_text())
             log.info("%s: output is current, skipping (%s)", stage.name, output)
             return StageResult(stage.name, output, stats, skipped=True)
-        _remove_leftovers(output)
+        remove_leftovers(output)
         stage.output_path = output
         session = spark()
 
