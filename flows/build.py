@@ -40,16 +40,16 @@ def stage_task(
 
 @flow(name="corpusforge-build")
 def build_corpus(recipe: Recipe, out_dir: str, force: bool = False, keep_rejects: str | None = None) -> dict[str, Any]:
-    """Run the recipe's stages in order; each reads the previous stage's output.
+    """Run the recipe's stages in order; what each reads: :func:`flows.runner.stage_inputs`.
 
     ``keep_rejects``: a directory; each stage writes its dropped documents to ``<dir>/<stage>/``.
     """
     out = Path(out_dir).resolve()
     summaries: list[dict[str, Any]] = []
-    previous: Path | None = None
+    earlier: list[tuple[str, Path]] = []
     with spark_scope():
         for name in recipe.stages:
-            inputs = stage_inputs(recipe, name, previous)
+            inputs = stage_inputs(recipe, name, earlier)
             output = out / name
             summaries.append(
                 stage_task.with_options(task_run_name=name)(
@@ -61,6 +61,6 @@ def build_corpus(recipe: Recipe, out_dir: str, force: bool = False, keep_rejects
                     str(Path(keep_rejects).resolve() / name) if keep_rejects else None,
                 )
             )
-            previous = output
+            earlier.append((name, output))
     report = write_report(out, recipe.name, summaries)
     return {"output": str(out), "report": str(report), "stages": summaries}

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from flows.recipe import Recipe, default_recipe, load_recipe
 from pipelines.errors import CorpusforgeError
-from pipelines.registry import STAGES
+from flows.registry import STAGES
 
 app = typer.Typer(
     name="corpusforge",

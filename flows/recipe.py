@@ -21,10 +21,12 @@ from pipelines.ingest import IngestConfig
 from pipelines.langid import LangIdConfig
 from pipelines.pii import PiiStageConfig
 from pipelines.quality import QualityConfig
-from pipelines.registry import STAGES
+from flows.registry import STAGES, can_start
 from pipelines.spark import SparkSettings
 from pipelines.tokenize import TokenizeConfig
 from pipelines.warc import WarcIngestConfig
+from synth.dialogues import DialoguesConfig
+from synth.self_instruct import SelfInstructConfig
 
 
 class RecipeError(CorpusforgeError):
@@ -48,6 +50,8 @@ class Recipe(BaseModel):
     pii: PiiStageConfig = Field(default_factory=PiiStageConfig)
     dedup_exact: DedupExactConfig = Field(default_factory=DedupExactConfig)
     dedup: DedupMinHashConfig = Field(default_factory=DedupMinHashConfig)
+    self_instruct: SelfInstructConfig = Field(default_factory=SelfInstructConfig)
+    dialogues: DialoguesConfig = Field(default_factory=DialoguesConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
 
     @field_validator("stages")
@@ -58,8 +62,11 @@ class Recipe(BaseModel):
             raise ValueError(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
         if len(set(stages)) != len(stages):
             raise ValueError("a stage is listed twice")
-        if not STAGES[stages[0]].reads_raw_files:
-            raise ValueError(f"the first stage must read raw files (e.g. ingest), not '{stages[0]}'")
+        if not can_start(stages[0]):
+            raise ValueError(
+                f"the first stage must read raw files or need no input (ingest, crawl, self-instruct, dialogues), "
+                f"not '{stages[0]}'"
+            )
         order = list(STAGES)
         if [order.index(s) for s in stages] != sorted(order.index(s) for s in stages):
             raise ValueError(f"stages must keep pipeline order: {' -> '.join(order)}")
