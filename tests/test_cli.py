@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines.registry import STAGES
+from flows.registry import STAGES
 from tests.conftest import EXPECTED_KEPT
 
 runner = CliRunner()

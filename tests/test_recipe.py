@@ -21,7 +21,7 @@ def test_shipped_recipes_are_valid(path: Path) -> None:
 
 def test_shipped_recipes_together_cover_every_stage() -> None:
     """The demo builds from local files; the web recipe crawls (the demo needs no network)."""
-    from pipelines.registry import STAGES
+    from flows.registry import STAGES
 
     root = Path(__file__).parent.parent / "recipes"
     demo = load_recipe(root / "demo.yaml").stages

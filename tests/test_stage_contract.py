@@ -17,7 +17,7 @@ import pytest
 from pipelines.errors import SchemaError, StageLockedError
 from pipelines.ingest import IngestConfig, IngestStage
 from pipelines.schema import DOCUMENT_SCHEMA, validate_dataset
-from pipelines.stage import REJECTS_DIR, STATS_FILE, SUCCESS_FILE, _output_lock, run_stage
+from pipelines.stage import REJECTS_DIR, STATS_FILE, SUCCESS_FILE, output_lock, run_stage
 from tests.conftest import EXPECTED_DROPS, EXPECTED_KEPT
 
 
@@ -94,7 +94,7 @@ def test_leftovers_of_a_crashed_run_are_removed(spark, corpus: Path, tmp_path: P
 
 def test_a_second_writer_is_refused(spark, corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs"
-    with _output_lock(out):
+    with output_lock(out):
         with pytest.raises(StageLockedError, match=str(out)):
             ingest(spark, [corpus], out)
 
