@@ -81,15 +81,23 @@ class Decontaminator:
         # n-grams, take a fraction of the memory of 13-word tuples; a false match needs a
         # 64-bit collision (at 10^8 eval n-grams, about one lookup in 10^11).
         self._ngrams: dict[int, dict[int, str]] = {}
-        for name in config.eval_sets:
-            path = Path(name)
-            used = sum(self._add_item(text, path.name) for text in self._read(path))
+        paths = [Path(name) for name in config.eval_sets]
+        names = [p.name for p in paths]
+        for path in paths:
+            # An eval set is named by its file name, or by its path when two share a name.
+            label = path.name if names.count(path.name) == 1 else str(path)
+            used = sum(self._add_item(text, label) for text in self._read(path))
             if not used:
                 raise EvalSetError(
                     f"{path}: no evaluation item of at least {config.min_ngram} words "
                     f"(fields: {', '.join(sorted(self.fields)) if self.fields else 'every string'})"
                 )
-            self.items[path.name] = used
+            self.items[label] = self.items.get(label, 0) + used
+
+    def __reduce__(self) -> tuple[Any, tuple[DecontamConfig]]:
+        # The table holds this process's str hashes (randomized per process): another process
+        # rebuilds it from the files instead of receiving hashes that would never match there.
+        return (type(self), (self.config,))
 
     def _add_item(self, text: str, eval_set: str) -> bool:
         words = normalized_words(text)

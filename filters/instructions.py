@@ -75,7 +75,7 @@ class InstructionFilter(DocumentFilter[InstructionFilterConfig]):
         """The blacklist entries found in ``text`` (lower case, in order of appearance)."""
         if self._blacklist is None:
             return []
-        return [m.group(0).lower() for m in self._blacklist.finditer(text)]
+        return [" ".join(m.group(0).lower().split()) for m in self._blacklist.finditer(text)]
 
     def signals(self, text: str, lang: str | None = None) -> dict[str, float]:
         stripped = text.strip()
@@ -105,18 +105,35 @@ class RefusalFilterConfig(FilterConfig):
     window_chars: int = Field(300, ge=1, description="only the start of a reply is searched")
 
 
+# What a refusal declines to do; "I can't wait", "I can't stress enough" are not refusals.
+_REFUSED = (
+    r"(?: be able to)? (?:help|assist|provide|fulfil|fulfill|comply|do|answer|create|generate|write|engage|support"
+    r"|continue|complete|produce|share|give|offer|discuss|make|access|browse|perform|take part)\b(?! but\b)"
+)
+_CANNOT = r"(?: can ?not| can't| won't| will not| am unable to|'m unable to| am not able to|'m not able to)"
+# after an apology any verb makes a refusal, but for these idioms
+_IDIOM = r"(?:(?: be able to)? (?:stress|emphasi[sz]e|wait|believe|agree|thank|tell you how)\b|(?: help)? but\b)"
 _REFUSAL = re.compile(
-    r"\bI(?:'m| am) (?:really |very )?(?:sorry|afraid)\b[^.!?\n]{0,60}\b(?:can ?not|can't|unable|not able|won't|will not)\b"
-    r"|\bI (?:can ?not|can't|won't|will not|am unable to|'m unable to|am not able to|'m not able to)"
-    r" (?:help|assist|provide|fulfil|comply|do that|do this|answer|create|generate|write|engage|support)"
-    r"|\b(?:against|violates?) (?:my|the|our) (?:guidelines|policy|policies|programming|principles)",
+    # an apology straight before the inability, anywhere in the window: "I'm sorry, but I can't read it"
+    rf"\bI(?:'m| am)(?: really| very| so| truly)? (?:sorry|afraid),? (?:but )?I{_CANNOT}(?!{_IDIOM})"
+    # an inability opening the reply or a sentence or clause of it: "I cannot fulfil…",
+    # "Unfortunately, I can't…", "As an AI language model, I cannot help…"
+    rf"|(?:^|[.!?:;,]\s)\W*(?:(?:sorry|unfortunately|regrettably|i apologi[sz]e)[,.!]?\s*(?:but\s*)?)?I(?:{_CANNOT}{_REFUSED}"
+    r"|(?: am|'m) not (?:capable of|allowed to|permitted to)\b|(?: must| have to| need to) (?:decline|refuse)\b)"
+    r"|\bnot something I(?: can| am able to|'m able to| could) (?:help|assist)"
+    r"|\b(?:against|violates?|violating) (?:my|our|openai's) (?:guidelines|policy|policies|content policy|programming"
+    r"|principles|ethical guidelines)",
     re.IGNORECASE,
 )
+_AI = r"(?:ai|artificial intelligence|(?:large )?language model|chatbot|(?:ai|virtual|digital) assistant)"
 _DISCLAIMER = re.compile(
-    r"\bas an? (?:ai|artificial intelligence|digital|virtual)(?: language model| model| assistant)?\b"
-    r"|\bas a (?:large )?language model\b"
-    r"|\bI(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model)\b"
-    r"|\bI (?:do not|don't) have (?:personal )?(?:opinions|feelings|emotions|beliefs|preferences|access to real-time)",
+    # "As an AI language model, I…", "As a chatbot, I…": not "As an AI researcher, Dr. Lee…"
+    rf"\bas an? {_AI}(?: (?:language )?model| assistant)?(?=\s*[,.;:!]|\s+(?:I|my)\b)"
+    # "I'm just an AI, so…", "I'm a helpful AI.": not "I'm an AI enthusiast"
+    rf"|\bI(?:'m| am)(?: just| only| simply| merely)? an? (?:\w+ )?{_AI}(?: (?:language )?model| assistant)?"
+    r"(?=\s*[,.;:!]|\s*$|\s+(?:and|so|that|designed|created|trained|developed|programmed|here|with|without|who|which)\b)"
+    r"|\bI (?:do not|don't) have (?:personal )?(?:opinions|feelings|emotions|beliefs|preferences|a body"
+    r"|access to real-time|the ability to)",
     re.IGNORECASE,
 )
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
@@ -165,21 +182,34 @@ class TurnFilter:
 
 # "9. Task", "9) Task", "**9.** Task", "- 9. Task", "Task 9: Task", "#9 - Task", "9 - Task"
 _ITEM = re.compile(
-    r"^\s*(?:[-*\u2022]\s+)?(?:\*\*|__)?(?:(?:task|instruction|question)\s*)?#?(\d{1,3})\s*(?:[.):\]]|\s-)\s*(?:\*\*|__)?\s*(.*)$",
+    r"^\s*(?:[-*\u2022]\s+)?(?:\*\*|__)?(?:(?:task|instruction|question)\s*)?#?(\d{1,3})\s*(?:[.):\]](?=\s|\*|_|$|[A-Z\"'])|\s-)"
+    r"\s*(?:\*\*|__)?\s*(.*)$",
     re.IGNORECASE,
 )
 # "Task:", "Instruction:", "**Instruction 9:**" at the start of an item's text
-_ITEM_LABEL = re.compile(r"^(?:\*\*|__)?(?:new )?(?:task|instruction|prompt)(?:\s*\d{1,3})?\s*:\s*(?:\*\*|__)?\s*", re.IGNORECASE)
+_ITEM_LABEL = re.compile(r"^(?:\*\*|__)?(?:new )?(?:task|instruction|prompt|question)(?:\s*\d{1,3})?\s*:\s*(?:\*\*|__)?\s*", re.IGNORECASE)
 # a line that starts a field of an example ("Input:", "Output:", "Answer:"), not more of the task
 _FIELD_LINE = re.compile(r"^\s*(?:[-*]\s*)?(?:\*\*)?(?:input|output|answer|example|response|solution|class label)s?\b\s*:", re.IGNORECASE)
-_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+
+
+_CLOSING = {"\"": "\"", "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
 
 
 def _clean_task(text: str) -> str:
+    """The task of an item: labels and markdown removed; a quoted sentence followed by the
+    model's commentary (``"Write a haiku." This task is fun``) is the quoted sentence."""
     text = _ITEM_LABEL.sub("", text.strip())
     text = text.replace("**", "").replace("__", "").strip()
-    if len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
-        text = text[1:-1].strip()
+    closing = _CLOSING.get(text[:1])
+    if closing:
+        end = text.find(closing, 1)
+        while end > 0 and end + 1 < len(text) and text[end + 1].isalnum():  # an apostrophe: don't
+            end = text.find(closing, end + 1)
+        if end == 1 or (end > 1 and not text[1:end].strip()):
+            return ""
+        # A quoted sentence: the task. A quoted phrase ("Break a leg" is an idiom…) is part of it.
+        if end > 1 and (end == len(text) - 1 or text[1:end].rstrip()[-1:] in (".", "?", "!")):
+            text = text[1:end].strip()
     return " ".join(text.split())
 
 
@@ -214,7 +244,13 @@ def parse_numbered_tasks(text: str, first_number: int = 1) -> list[str]:
 
 
 _NO_INPUT = {"<noinput>", "<no input>", "noinput", "no input", "none", "n/a", "na", "-", "null", "(none)", "<none>"}
-_MARKER = r"^[ \t]*(?:[-*][ \t]*)?(?:\*\*|__)?{label}(?:\*\*|__)?[ \t]*:[ \t]*(?:\*\*|__)?[ \t]*"
+# The "**" after the colon closes a bold label ("**Input:** x") only when white space follows;
+# in "Input: **x**" it opens the value and stays for _field_value to strip with its pair.
+# Small models also write "The Output is:" and "Input (or <noinput>):".
+_MARKER = (
+    r"^[ \t]*(?:[-*][ \t]*)?(?:\*\*|__)?(?:the[ \t]+)?{label}(?:[ \t]*\([^)\n]{{0,24}}\))?(?:[ \t]+is)?"
+    r"(?:\*\*|__)?[ \t]*:[ \t]*(?:(?:\*\*|__)(?=\s|$))?[ \t]*"
+)
 _INPUT = re.compile(_MARKER.format(label=r"input"), re.IGNORECASE | re.MULTILINE)
 _OUTPUT = re.compile(_MARKER.format(label=r"(?:output|answer|response)"), re.IGNORECASE | re.MULTILINE)
 _LABEL = re.compile(_MARKER.format(label=r"(?:class[ \t]+)?label"), re.IGNORECASE | re.MULTILINE)
@@ -260,7 +296,7 @@ def parse_instance(text: str, is_classification: bool) -> tuple[str, str] | None
         return None
     given = _INPUT.search(text, 0, answer.start())
     value = _field_value(_until(text[given.end() : answer.start()], _NEXT_TASK), is_input=True) if given else ""
-    output = _field_value(_until(text[answer.end() :], _NEXT_TASK, _INPUT))
+    output = _field_value(_until(text[answer.end() :], _NEXT_TASK, _INPUT, _OUTPUT))
     if not output:
         return None
     return value, output

@@ -9,12 +9,14 @@ the user's evaluation sets. Each check answers keep (None) or a drop reason name
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from filters.decontam import DecontamConfig, Decontaminator
+from filters.decontam import DecontamConfig, Decontaminator, EvalSetError
 from filters.instructions import RefusalFilter
 from filters.quality import GopherRepetition
+from pipelines.errors import StageInputError
 
 Drop = tuple[str, str]  # (reason, detail)
 
@@ -50,7 +52,18 @@ class TextChecks:
     def decontaminator(self) -> Decontaminator | None:
         if not self.config.decontamination.eval_sets:
             return None
-        return Decontaminator(self.config.decontamination)
+        try:
+            return Decontaminator(self.config.decontamination)
+        except EvalSetError as exc:
+            raise StageInputError(f"filters.decontamination: {exc}") from None
+
+    def decontamination_stats(self) -> dict[str, Any]:
+        """Eval-set items loaded and malformed lines skipped; loads the eval sets (call it
+        before the model loads, so a bad eval set fails first)."""
+        found = self.decontaminator
+        if found is None:
+            return {}
+        return {"eval_items": found.items, "skipped": len(found.skipped), "skipped_lines": found.skipped[:20]}
 
     def language(self, text: str) -> Drop | None:
         expected = self.config.lang

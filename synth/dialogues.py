@@ -126,6 +126,37 @@ def creation_prompt(form: str, subject: str) -> str:
     )
 
 
+# Worked examples shown as earlier turns before an opening prompt: small chat models then write
+# a question or a request instead of answering the instruction (SmolLM2-135M: 8 of 8 openings
+# were a question or request with them, 3 of 8 without).
+WORLD_EXAMPLES = [
+    ("the ocean", "Why is the ocean salty, and has it always been?"),
+    ("sleep", "How many hours of sleep does a teenager need, and why?"),
+    ("electricity", "What is the difference between AC and DC electricity?"),
+]
+CREATION_EXAMPLES = [
+    ("a thank-you note", "recycling", "Please write a short thank-you note to my neighbour for helping me sort our recycling."),
+    ("a product description", "bicycles", "Write a product description for a light city bicycle with three gears."),
+]
+
+
+def opening_messages(subject: str, form: str | None) -> list[dict[str, str]]:
+    """The conversation that asks for a dialogue's first user message (examples on other subjects first)."""
+    messages: list[dict[str, str]] = []
+    if form is None:
+        for example_subject, question in WORLD_EXAMPLES:
+            if example_subject != subject:
+                messages += [{"role": "user", "content": world_prompt(example_subject)}, {"role": "assistant", "content": question}]
+        return messages + [{"role": "user", "content": world_prompt(subject)}]
+    for example_form, example_subject, request in CREATION_EXAMPLES:
+        if example_subject != subject:
+            messages += [
+                {"role": "user", "content": creation_prompt(example_form, example_subject)},
+                {"role": "assistant", "content": request},
+            ]
+    return messages + [{"role": "user", "content": creation_prompt(form, subject)}]
+
+
 def user_simulator_prompt(messages: list[dict[str, str]]) -> str:
     transcript = "\n\n".join(f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in messages)
     return (
@@ -176,7 +207,9 @@ class DialoguesStage(SynthStage):
         self.sectors = [s for s, w in weights.items() if w > 0]
         self.weights = [weights[s] for s in self.sectors]
         self.checks = TextChecks(config.filters)
-        _ = self.checks.decontaminator
+        decontamination = self.checks.decontamination_stats()  # a bad eval set fails now, before the model loads
+        if decontamination:
+            self.extra_stats["decontamination"] = decontamination
         self.turn_filter = TurnFilter()
         self.material_paths = paths
 
@@ -211,8 +244,8 @@ class DialoguesStage(SynthStage):
     def planned_units(self, config: Any) -> int | None:
         return config.num_dialogues
 
-    def _start(self, number: int, config: DialoguesConfig) -> tuple[_Dialogue, str | None]:
-        """A dialogue and the prompt that writes its opening (None: the opening is a material task)."""
+    def _start(self, number: int, config: DialoguesConfig) -> tuple[_Dialogue, list[dict[str, str]] | None]:
+        """A dialogue and the conversation that writes its opening (None: the opening is a material task)."""
         seed = stable_seed(config.generation.seed, self.name, number)
         rng = random.Random(seed)
         sector = rng.choices(self.sectors, weights=self.weights)[0]
@@ -227,10 +260,10 @@ class DialoguesStage(SynthStage):
         subject = rng.choice(topics.subjects)
         dialogue.meta["subject"] = subject
         if sector == "world":
-            return dialogue, world_prompt(subject)
+            return dialogue, opening_messages(subject, None)
         form = rng.choice(topics.forms)
         dialogue.meta["form"] = form
-        return dialogue, creation_prompt(form, subject)
+        return dialogue, opening_messages(subject, form)
 
     def _check_turn(self, text: str, finish_reason: str, previous: str | None) -> tuple[str, str] | None:
         verdict = self.turn_filter.check(text, finish_reason)
@@ -262,11 +295,11 @@ class DialoguesStage(SynthStage):
             dialogue, prompt = self._start(number, config)
             dialogues.append(dialogue)
             if prompt is not None:
-                dialogue.meta["opening_prompt"] = prompt
+                dialogue.meta["opening_prompt"] = prompt[-1]["content"]
                 openers.append((dialogue, prompt))
         part.count("dialogues", len(dialogues))
         seed = stable_seed(config.generation.seed, self.name, "partition", index)
-        replies = backend.generate([[{"role": "user", "content": p}] for _, p in openers], seed)
+        replies = backend.generate([p for _, p in openers], seed)
         for (dialogue, _), reply in zip(openers, replies):
             text = strip_speaker(reply.text) if reply.ok else ""
             drop = ("generation:error", str(reply.error)) if not reply.ok else self._check_turn(text, reply.finish_reason, None)

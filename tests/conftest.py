@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,6 +13,21 @@ import pyarrow.parquet as pq
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _keep_absl_off_pytests_capture() -> None:
+    """absl's log handler (absl comes with rouge-score) keeps the stream that is sys.stderr when
+    it is imported, here pytest's capture file, and closes it when logging shuts its handlers
+    down, unless it is sys.stderr at that moment. Prefect's logging set-up does that shutdown
+    during the first flow run, inside a CliRunner, whose sys.stderr is another stream: pytest's
+    capture file would be closed and the rest of the run lose its output. Point absl at the
+    process's real stderr, which it never closes."""
+    import absl.logging
+
+    absl.logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+_keep_absl_off_pytests_capture()
 
 ARTICLE_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Tuning the garbage collector</title></head>

@@ -62,7 +62,7 @@ class ScriptedBackend(Backend):
             return "\n".join(items + [f"{start + 3}. Draw a picture of a {_pick(key, WORDS)}."])
         if "classification task" in prompt:
             return "No"
-        if "Write the Input" in prompt or "Class label" in prompt:
+        if "Write an Input" in prompt or "Write a Class label" in prompt:
             return f"Input: <noinput>\nOutput: The {_pick(key, WORDS)} is a fine example of careful work, as everyone agrees."
         if "curious person" in prompt or "asking it to write" in prompt:
             return f"What is special about the {_pick(key, WORDS)} and why do people like it so much?"
@@ -262,6 +262,16 @@ def test_eval_set_leaks_are_dropped(tmp_path: Path) -> None:
     result = run_synth_stage(DialoguesStage(), [], tmp_path / "out", config, backend_factory=factory(ScriptedBackend()))
     assert result.stats["docs_out"] == 0
     assert result.stats["dropped"]["decontam:eval_overlap"]["docs"] == 3
+    assert result.stats["decontamination"]["eval_items"] == {"eval.jsonl": 1}
+
+
+def test_missing_eval_set_stops_the_stage_before_any_model_loads(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.jsonl"
+    config = SelfInstructConfig.model_validate({"filters": {"decontamination": {"eval_sets": [str(missing)]}}})
+    with pytest.raises(StageInputError, match=f"{missing}: evaluation set not found"):
+        run_synth_stage(SelfInstructStage(), [], tmp_path / "out", config,
+                        backend_factory=lambda c: pytest.fail("loaded a model"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_helpers() -> None:

@@ -26,8 +26,9 @@ import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from filters.models import SMOLLM2_NAME, cache_dir, smollm2_gguf
 from synth.backends import GenerationConfig
@@ -78,6 +79,19 @@ def dequantized_model_dir(gguf: Path) -> Path:
     return target
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def resolve_model(spec: str | None) -> tuple[Path, str, str]:
     """(model directory, display name, content identity) for ``generation.model``."""
     if spec is None:
@@ -125,7 +139,8 @@ class TransformersBackend(Backend):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.lm = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, local_files_only=True)
+        with _quiet_transformers():  # its per-tensor "Loading weights" bar would cut through our progress bar
+            self.lm = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, local_files_only=True)
         self.lm.to(device).eval()
         self.context = int(getattr(self.lm.config, "max_position_embeddings", 0) or 1 << 30)
         eos = self.lm.generation_config.eos_token_id
