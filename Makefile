@@ -41,10 +41,11 @@ demo: install demo-data
 	$(BIN)/corpusforge run recipes/demo.yaml --out $(DEMO_OUT) --set 'ingest.paths=["$(DEMO_INPUT)"]'
 
 # The default suite (slow tests excluded). pytest exits 5 when it ran no test: that fails CI too.
-test: install
+# demo-data: the dedup evaluation corpus takes real text from python3-doc, as the demo does.
+test: install demo-data
 	$(BIN)/python -m pytest
 
-test-all: install
+test-all: install demo-data
 	$(BIN)/python -m pytest -m ''
 
 bench: install

@@ -20,14 +20,19 @@ def test_shipped_recipes_are_valid(path: Path) -> None:
 
 
 def test_shipped_recipes_together_cover_every_stage() -> None:
-    """The demo builds from local files; the web recipe crawls (the demo needs no network)."""
-    from flows.registry import STAGES
+    """The demo builds from local files; the web recipe crawls (the demo needs no network); the
+    synthetic recipe generates SFT data."""
+    from flows.registry import STAGES, is_synth
 
     root = Path(__file__).parent.parent / "recipes"
     demo = load_recipe(root / "demo.yaml").stages
     web = load_recipe(root / "web-crawl.yaml").stages
-    assert demo == [s for s in STAGES if s not in ("crawl", "ingest-warc")]
-    assert web == [s for s in STAGES if s != "ingest"]
+    synthetic = load_recipe(root / "synthetic.yaml").stages
+    corpus = [s for s in STAGES if not is_synth(s)]
+    assert demo == [s for s in corpus if s not in ("crawl", "ingest-warc")]
+    assert web == [s for s in corpus if s != "ingest"]
+    assert synthetic == ["self-instruct", "dialogues", "tokenize"]
+    assert set(demo) | set(web) | set(synthetic) == set(STAGES)
 
 
 def write(tmp_path: Path, text: str) -> Path:

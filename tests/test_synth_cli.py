@@ -129,3 +129,57 @@ def test_endpoint_that_is_down_is_a_clear_error(tmp_path: Path) -> None:
     assert isinstance(result.exception, CorpusforgeError)
     assert "cannot reach the OpenAI-compatible endpoint" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+class SlowChatServer(FlakyChatServer):
+    """Replies like FlakyChatServer, a little later: a partition takes long enough to be killed in."""
+
+    def do_POST(self) -> None:
+        import time
+
+        time.sleep(0.15)
+        super().do_POST()
+
+
+def test_kill_9_mid_stage_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowChatServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    sets = ["--set", "dialogues.num_dialogues=12", "--set", "dialogues.per_partition=3",
+            "--set", "dialogues.sectors={world: 1, creation: 1}", *openai_sets("dialogues", url)]
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "flows.cli", "stage", "dialogues", "--out", str(out), *sets]
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    try:
+        reference = tmp_path / "reference"
+        subprocess.run(command(reference), env=env, check=True, capture_output=True, timeout=120)
+
+        out = tmp_path / "dlg"
+        state = tmp_path / ".dlg.synth-state"
+        victim = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while not (state / "part-00000" / "partition.json").is_file():
+            assert victim.poll() is None and time.time() < deadline, "the stage ended before its first partition"
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        assert not out.exists()  # nothing that looks finished
+        finished = sorted(p.name for p in state.glob("part-*"))
+        assert finished and "part-00003" not in finished
+
+        rerun = subprocess.run(command(out), env=env, check=True, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["partitions"]["total"] == 4 and stats["partitions"]["resumed"] == len(finished)
+    assert "resumed" in rerun.stderr
+    assert pq.read_table(out).to_pylist() == pq.read_table(reference).to_pylist()
+    assert not state.exists()
