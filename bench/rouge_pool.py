@@ -17,14 +17,13 @@ computations the pool needed per query.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import filters.rouge as rouge
+from bench.harness import git_commit, machine_description
 from synth.seeds import BUNDLED_SEEDS, read_seed_file
 
 RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
@@ -97,7 +96,7 @@ def main() -> None:
     lines = [
         f"## ROUGE-L pool check: RougePool vs rouge-score over the whole pool ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"- machine: {platform.processor() or platform.machine()}; commit `{_commit()}`; one process, one core",
+        f"- machine: {machine_description()}; commit `{git_commit()}`; one process, one core",
         f"- command: `python -m bench.rouge_pool --pool {' '.join(map(str, args.pool))} --queries {args.queries}`",
         "",
         "| pool | build s | RougePool queries/s | rouge-score queries/s | speed-up | exact LCS per query | mean best ROUGE-L | same max |",
@@ -114,12 +113,6 @@ def main() -> None:
         with open(RESULTS_FILE, "a") as handle:
             handle.write("\n" + text)
 
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

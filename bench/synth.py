@@ -19,10 +19,8 @@ The stage's acceptance rates and drop reasons come from its ``_stats.json``.
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -32,6 +30,7 @@ from typing import Any, Sequence
 from synth.backends import Backend, Generation, GenerationConfig, SamplingParams, make_backend
 from synth.dialogues import DialoguesConfig, DialoguesStage
 from synth.runner import run_synth_stage
+from bench.harness import git_commit, machine_description
 from synth.self_instruct import SelfInstructConfig, SelfInstructStage
 
 RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
@@ -119,10 +118,11 @@ def main() -> None:
     direct_rate = statistics.median(r["direct_tokens"] / r["direct_wall"] for r in runs)
     same_tokens = all(r["stage_tokens"] == r["direct_tokens"] for r in runs)
     stats = runs[-1]["stats"]
+    drops = ", ".join(f"{reason} {entry['docs']}" for reason, entry in stats["dropped"].items()) or "none"
     lines = [
         f"## synth: {args.stage} stage vs direct backend calls ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
         "",
-        f"- machine: {platform.processor() or platform.machine()}, {_cores()} logical cores; commit `{_commit()}`; "
+        f"- machine: {machine_description()}; commit `{git_commit()}`; "
         f"backend {args.backend}, model {backend.model} (loaded in {load_seconds:.1f} s)",
         f"- command: `python -m bench.synth --stage {args.stage} --size {args.size} --max-new-tokens {args.max_new_tokens} "
         f"--batch-size {args.batch_size} --backend {args.backend} --repeat {args.repeat}`",
@@ -137,7 +137,7 @@ def main() -> None:
         f"| {stage_rate:,.1f} | {stage_rate / direct_rate:.2f}× |",
         "",
         f"Acceptance: {stats.get('acceptance')}; kept {stats['docs_out']} of {stats['docs_in']} units; "
-        f"drops: {', '.join(f'{k} {v['docs']}' for k, v in stats['dropped'].items()) or 'none'}.",
+        f"drops: {drops}.",
         "",
     ]
     text = "\n".join(lines)
@@ -146,18 +146,6 @@ def main() -> None:
         with open(RESULTS_FILE, "a") as handle:
             handle.write("\n" + text)
 
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

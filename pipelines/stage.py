@@ -199,6 +199,31 @@ def read_success(output: Path) -> dict[str, Any] | None:
         return None
 
 
+def current_result(stage_name: str, output: Path, fingerprint: str) -> StageResult | None:
+    """The finished output's result when its fingerprint is ``fingerprint`` (nothing to do), else None."""
+    done = read_success(output)
+    if not done or done.get("fingerprint") != fingerprint:
+        return None
+    stats = json.loads((output / STATS_FILE).read_text())
+    log.info("%s: output is current, skipping (%s)", stage_name, output)
+    return StageResult(stage_name, output, stats, skipped=True)
+
+
+def publish(tmp: Path, output: Path, stats: dict[str, Any]) -> None:
+    """Finish a stage: ``_stats.json``, then ``_SUCCESS``, then the rename of ``tmp`` to ``output``
+    (an earlier output is moved aside first and removed after)."""
+    atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    marker = {"stage": stats["stage"], "fingerprint": stats["fingerprint"], "finished_at": stats["finished_at"]}
+    atomic_write_text(tmp / SUCCESS_FILE, json.dumps(marker) + "\n")
+    if output.exists():
+        trash = output.parent / f".{output.name}.tmp-{os.getpid()}-old"
+        os.rename(output, trash)
+        os.rename(tmp, output)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, output)
+
+
 @contextmanager
 def output_lock(output: Path) -> Iterator[None]:
     lock_path = output.parent / f".{output.name}.lock"
@@ -343,11 +368,9 @@ def run_stage(
     fingerprint = stage_fingerprint(stage, inputs, config, options)
 
     with output_lock(output):
-        done = read_success(output)
-        if not force and done and done.get("fingerprint") == fingerprint:
-            stats = json.loads((output / STATS_FILE).read_text())
-            log.info("%s: output is current, skipping (%s)", stage.name, output)
-            return StageResult(stage.name, output, stats, skipped=True)
+        current = None if force else current_result(stage.name, output, fingerprint)
+        if current is not None:
+            return current
         remove_leftovers(output)
         stage.output_path = output
         session = spark()
@@ -398,19 +421,7 @@ def run_stage(
             "spark_master": session.sparkContext.master,
             "fingerprint": fingerprint,
         }
-        atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
-        atomic_write_text(
-            tmp / SUCCESS_FILE,
-            json.dumps({"stage": stage.name, "fingerprint": fingerprint, "finished_at": stats["finished_at"]})
-            + "\n",
-        )
-        if output.exists():
-            trash = output.parent / f".{output.name}.tmp-{os.getpid()}-old"
-            os.rename(output, trash)
-            os.rename(tmp, output)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, output)
+        publish(tmp, output, stats)
         stage.finished()
         log.info(
             "%s: %d of %d documents kept in %.1fs",

@@ -42,14 +42,13 @@ from pipelines.stage import (
     EXAMPLES_PER_REASON,
     REJECT_PREVIEW_CHARS,
     REJECTS_DIR,
-    STATS_FILE,
-    SUCCESS_FILE,
     StageResult,
     atomic_write_text,
+    current_result,
     hash_json,
     input_fingerprint,
     output_lock,
-    read_success,
+    publish,
     remove_leftovers,
     stage_fingerprint,
 )
@@ -295,11 +294,9 @@ def run_synth_stage(
     state_dir = output.parent / f".{output.name}.synth-state"
 
     with output_lock(output):
-        done = read_success(output)
-        if not force and done and done.get("fingerprint") == fingerprint:
-            stats = json.loads((output / STATS_FILE).read_text())
-            log.info("%s: output is current, skipping (%s)", stage.name, output)
-            return StageResult(stage.name, output, stats, skipped=True)
+        current = None if force else current_result(stage.name, output, fingerprint)
+        if current is not None:
+            return current
         remove_leftovers(output)
         key_file = state_dir / "fingerprint"
         if force or not key_file.is_file() or key_file.read_text().strip() != fingerprint:
@@ -409,18 +406,7 @@ def run_synth_stage(
                 "fingerprint": fingerprint,
             }
         )
-        atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
-        atomic_write_text(
-            tmp / SUCCESS_FILE,
-            json.dumps({"stage": stage.name, "fingerprint": fingerprint, "finished_at": stats["finished_at"]}) + "\n",
-        )
-        if output.exists():
-            trash = output.parent / f".{output.name}.tmp-{os.getpid()}-old"
-            os.rename(output, trash)
-            os.rename(tmp, output)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, output)
+        publish(tmp, output, stats)
         shutil.rmtree(state_dir, ignore_errors=True)
         log.info("%s: %d of %d kept in %.1fs", stage.name, docs_out, docs_in, stats["wall_seconds"])
         return StageResult(stage.name, output, stats, skipped=False)
