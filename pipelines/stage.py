@@ -209,6 +209,21 @@ def current_result(stage_name: str, output: Path, fingerprint: str) -> StageResu
     return StageResult(stage_name, output, stats, skipped=True)
 
 
+def run_stats(
+    started: float, started_at: str, inputs: list[Path], output: Path, config: BaseModel, fingerprint: str
+) -> dict[str, Any]:
+    """The part of ``_stats.json`` every stage writes about its run: times, paths, settings, fingerprint."""
+    return {
+        "wall_seconds": round(time.time() - started, 3),
+        "started_at": started_at,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "inputs": [str(p) for p in inputs],
+        "output": str(output),
+        "config": config.model_dump(mode="json"),
+        "fingerprint": fingerprint,
+    }
+
+
 def publish(tmp: Path, output: Path, stats: dict[str, Any]) -> None:
     """Finish a stage: ``_stats.json``, then ``_SUCCESS``, then the rename of ``tmp`` to ``output``
     (an earlier output is moved aside first and removed after)."""
@@ -276,7 +291,7 @@ def _observed_totals(working: "DataFrame") -> tuple["DataFrame", Any]:
     return observed, observation
 
 
-def _rejects_stats(rejects: Path, stage_name: str) -> dict[str, Any]:
+def rejects_stats(rejects: Path, stage_name: str) -> dict[str, Any]:
     """Drops per reason (docs, bytes) and a few example details, read back from ``_rejects/``.
 
     The rejects are small columns (no text), so the driver reads them with Arrow instead of
@@ -398,7 +413,7 @@ def run_stage(
                 )
                 rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
                 stats = {key: int(value) for key, value in totals.get.items()}
-                stats.update(_rejects_stats(tmp / REJECTS_DIR, stage.name))
+                stats.update(rejects_stats(tmp / REJECTS_DIR, stage.name))
                 stats.update(stage.summarize(working, stats, config))
                 stage.write_extras(tmp, config)
                 if keep_rejects is not None:
@@ -412,14 +427,8 @@ def run_stage(
             "stage": stage.name,
             **stats,
             **stage.extra_stats,
-            "wall_seconds": round(time.time() - started, 3),
-            "started_at": started_at,
-            "finished_at": datetime.now(timezone.utc).isoformat(),
-            "inputs": [str(p) for p in inputs],
-            "output": str(output),
-            "config": config.model_dump(mode="json"),
             "spark_master": session.sparkContext.master,
-            "fingerprint": fingerprint,
+            **run_stats(started, started_at, inputs, output, config, fingerprint),
         }
         publish(tmp, output, stats)
         stage.finished()

@@ -39,7 +39,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipelines.errors import StageInputError
 from pipelines.schema import CONVERSATION_SCHEMA
 from pipelines.stage import (
-    EXAMPLES_PER_REASON,
     REJECT_PREVIEW_CHARS,
     REJECTS_DIR,
     StageResult,
@@ -49,7 +48,9 @@ from pipelines.stage import (
     input_fingerprint,
     output_lock,
     publish,
+    rejects_stats,
     remove_leftovers,
+    run_stats,
     stage_fingerprint,
 )
 from synth.backends import Backend, Generation, GenerationConfig, Message, SamplingParams, backend_identity, make_backend
@@ -240,20 +241,6 @@ def _read_partition_info(state_dir: Path, index: int) -> dict[str, Any] | None:
         return None
 
 
-def _dropped(rejects: pa.Table) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    dropped: dict[str, Any] = {}
-    examples: dict[str, list[str]] = {}
-    for row in rejects.select(["reason", "detail", "bytes_in"]).to_pylist():
-        entry = dropped.setdefault(row["reason"], {"docs": 0, "bytes": 0})
-        entry["docs"] += 1
-        entry["bytes"] += row["bytes_in"] or 0
-        bucket = examples.setdefault(row["reason"], [])
-        if len(bucket) < EXAMPLES_PER_REASON and row["detail"]:
-            bucket.append(row["detail"])
-    dropped = dict(sorted(dropped.items(), key=lambda kv: (-kv[1]["docs"], kv[0])))
-    return dropped, examples
-
-
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -313,7 +300,7 @@ def run_synth_stage(
         console = Console(stderr=True)
         total_meter = Meter()
         counters: dict[str, int] = {}
-        docs_in = bytes_in = bytes_out = 0
+        docs_in = docs_out = bytes_in = bytes_out = 0
         resumed = 0
         backend: MeteredBackend | None = None
         index = 0
@@ -356,6 +343,7 @@ def run_synth_stage(
                     for key, value in info["counters"].items():
                         counters[key] = counters.get(key, 0) + value
                     docs_in += info["docs_in"]
+                    docs_out += info["docs_out"]
                     bytes_in += info["bytes_in"]
                     bytes_out += info["bytes_out"]
                     progress.update(bar, advance=info["docs_in"])
@@ -369,43 +357,24 @@ def run_synth_stage(
         tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / REJECTS_DIR).mkdir(parents=True)
-        docs_out = 0
-        reject_tables = []
         for i in range(index):
             part_dir = state_dir / f"part-{i:05d}"
-            records = pq.read_table(part_dir / RECORDS_FILE)
-            docs_out += records.num_rows
             shutil.copyfile(part_dir / RECORDS_FILE, tmp / f"part-{i:05d}.parquet")
             shutil.copyfile(part_dir / REJECTS_FILE, tmp / REJECTS_DIR / f"part-{i:05d}.parquet")
-            reject_tables.append(pq.read_table(part_dir / REJECTS_FILE))
-        rejects = pa.concat_tables(reject_tables) if reject_tables else REJECT_SCHEMA.empty_table()
-        dropped, examples = _dropped(rejects)
         stats: dict[str, Any] = {
             "stage": stage.name,
             "docs_in": docs_in,
             "docs_out": docs_out,
             "bytes_in": bytes_in,
             "bytes_out": bytes_out,
-            "dropped": dropped,
+            **rejects_stats(tmp / REJECTS_DIR, stage.name),
         }
-        if dropped:
-            stats["examples"] = examples
         stats["generation"] = {**backend_identity(generation), **total_meter.report()}
         stats["counts"] = dict(sorted(counters.items()))
         stats.update(stage.summarize(counters, stats, config))
         stats.update(stage.extra_stats)
-        stats.update(
-            {
-                "partitions": {"total": index, "resumed": resumed},
-                "wall_seconds": round(time.time() - started, 3),
-                "started_at": started_at,
-                "finished_at": datetime.now(timezone.utc).isoformat(),
-                "inputs": [str(p) for p in inputs],
-                "output": str(output),
-                "config": config.model_dump(mode="json"),
-                "fingerprint": fingerprint,
-            }
-        )
+        stats["partitions"] = {"total": index, "resumed": resumed}
+        stats.update(run_stats(started, started_at, inputs, output, config, fingerprint))
         publish(tmp, output, stats)
         shutil.rmtree(state_dir, ignore_errors=True)
         log.info("%s: %d of %d kept in %.1fs", stage.name, docs_out, docs_in, stats["wall_seconds"])
