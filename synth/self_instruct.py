@@ -176,9 +176,6 @@ class SelfInstructStage(SynthStage):
     def wants_partition(self, index: int, config: Any) -> bool:
         return index < config.max_rounds and len(self.machine) < config.target_instructions
 
-    def planned_units(self, config: Any) -> int | None:
-        return None
-
     def restore(self, index: int, state: dict[str, Any]) -> None:
         for item in state.get("tasks", []):
             task = Task(id=item["id"], instruction=item["instruction"], is_classification=item["is_classification"], origin="machine")
@@ -227,9 +224,8 @@ class SelfInstructStage(SynthStage):
         part.count("accepted_instructions", len(accepted))
 
         if config.classify and accepted:
-            labelled = [t for t in self.seeds if t.instances]
-            yes = [t for t in labelled if t.is_classification]
-            no = [t for t in labelled if not t.is_classification]
+            yes = [t for t in self.with_instances if t.is_classification]
+            no = [t for t in self.with_instances if not t.is_classification]
             shots = rng.sample(yes, min(4, len(yes))) + rng.sample(no, min(4, len(no)))
             rng.shuffle(shots)
             questions = [classification_messages(shots, t.instruction) for t, *_ in accepted]
