@@ -718,10 +718,15 @@ def record(result: BenchResult, argv: Sequence[str], path: Path = RESULTS_FILE) 
         markdown_table(result),
         "",
     ]
+    append_section("\n".join(section), path)
+
+
+def append_section(section: str, path: Path = RESULTS_FILE) -> None:
+    """Append a Markdown section to RESULTS.md (created with its column legend if missing)."""
     text = path.read_text() if path.exists() else RESULTS_HEADER
     if not text.endswith("\n\n"):
         text = text.rstrip("\n") + "\n\n"
-    path.write_text(text + "\n".join(section))
+    path.write_text(text + section)
 
 
 # --------------------------------------------------------------------------- command line

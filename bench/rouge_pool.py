@@ -20,13 +20,11 @@ import argparse
 import random
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import filters.rouge as rouge
-from bench.harness import git_commit, machine_description
+from bench.harness import RESULTS_FILE, append_section, git_commit, machine_description
 from synth.seeds import BUNDLED_SEEDS, read_seed_file
 
-RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
 
 
 def make_texts(count: int, seed: int) -> list[str]:
@@ -110,9 +108,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:
-        with open(RESULTS_FILE, "a") as handle:
-            handle.write("\n" + text)
-
+        append_section(text)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ from typing import Any, Sequence
 from synth.backends import Backend, Generation, GenerationConfig, SamplingParams, make_backend
 from synth.dialogues import DialoguesConfig, DialoguesStage
 from synth.runner import run_synth_stage
-from bench.harness import git_commit, machine_description
+from bench.harness import RESULTS_FILE, append_section, git_commit, machine_description
 from synth.self_instruct import SelfInstructConfig, SelfInstructStage
 
-RESULTS_FILE = Path(__file__).with_name("RESULTS.md")
 
 
 class Recorder(Backend):
@@ -143,9 +142,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        with open(RESULTS_FILE, "a") as handle:
-            handle.write("\n" + text)
-
+        append_section(text)
 
 
 if __name__ == "__main__":
