@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from filters.instructions import TurnFilter
 from pipelines.errors import StageInputError
 from pipelines.schema import validate_dataset
-from synth.backends import GenerationConfig
+from synth.backends import Generation, GenerationConfig
 from synth.checks import SynthFilterConfig, TextChecks
 from synth.runner import MeteredBackend, Partition, SynthStage, stable_seed
 
@@ -265,7 +265,11 @@ class DialoguesStage(SynthStage):
         dialogue.meta["form"] = form
         return dialogue, opening_messages(subject, form)
 
-    def _check_turn(self, text: str, finish_reason: str, previous: str | None) -> tuple[str, str] | None:
+    def _check_turn(self, reply: Generation, text: str, previous: str | None) -> tuple[str, str] | None:
+        """Why the generated ``text`` of ``reply`` (after the message ``previous``) is a bad turn, or None."""
+        if not reply.ok:
+            return "generation:error", str(reply.error)
+        finish_reason = reply.finish_reason
         verdict = self.turn_filter.check(text, finish_reason)
         if not verdict.keep:
             return str(verdict.reason), f"finish={finish_reason}"
@@ -302,7 +306,7 @@ class DialoguesStage(SynthStage):
         replies = backend.generate([p for _, p in openers], seed)
         for (dialogue, _), reply in zip(openers, replies):
             text = strip_speaker(reply.text) if reply.ok else ""
-            drop = ("generation:error", str(reply.error)) if not reply.ok else self._check_turn(text, reply.finish_reason, None)
+            drop = self._check_turn(reply, text, None)
             if drop is not None:
                 part.reject(f"{dialogue.id}-opening", config.source, drop[0], f"{dialogue.id} opening: {drop[1]}", text)
                 part.count("bad_openings")
@@ -318,11 +322,7 @@ class DialoguesStage(SynthStage):
             for dialogue, reply in zip(active, replies):
                 text = reply.text.strip() if reply.ok else ""
                 dialogue.messages.append({"role": "assistant", "content": text})
-                drop = (
-                    ("generation:error", str(reply.error))
-                    if not reply.ok
-                    else self._check_turn(text, reply.finish_reason, dialogue.messages[-2]["content"])
-                )
+                drop = self._check_turn(reply, text, dialogue.messages[-2]["content"])
                 if drop is not None:
                     self._bad_turn(part, dialogue, "assistant", drop, text, config)
                 elif turn >= dialogue.target:
@@ -334,11 +334,7 @@ class DialoguesStage(SynthStage):
             replies = backend.generate(prompts, seed + 1000 * turn + 500)
             for dialogue, reply in zip(asking, replies):
                 text = strip_speaker(reply.text) if reply.ok else ""
-                drop = (
-                    ("generation:error", str(reply.error))
-                    if not reply.ok
-                    else self._check_turn(text, reply.finish_reason, dialogue.messages[-1]["content"])
-                )
+                drop = self._check_turn(reply, text, dialogue.messages[-1]["content"])
                 if drop is not None:
                     self._bad_turn(part, dialogue, "user", drop, text, config)
                 else:
