@@ -15,6 +15,7 @@ and ``_bytes_in``. :func:`run_stage` does the rest, the same way for every stage
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import hashlib
 import importlib
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
 
 from pydantic import BaseModel
 
@@ -48,6 +49,9 @@ REJECTS_DIR = "_rejects"
 REJECT_PREVIEW_CHARS = 500
 LOGGED_DETAILS = 50
 EXAMPLES_PER_REASON = 5
+# Lower edges of the byte-length buckets of ``length_histogram`` in ``_stats.json``: 0, 64, 128,
+# 256, … 16 MiB; the last bucket has no upper bound (``null`` in the ``edges`` list).
+LENGTH_EDGES: tuple[int, ...] = (0, *(64 << i for i in range(19)))
 
 
 class Stage(ABC):
@@ -274,12 +278,52 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def length_bucket(n: int) -> int:
+    """The ``length_histogram`` bucket of a record of ``n`` bytes."""
+    return max(bisect.bisect_right(LENGTH_EDGES, n) - 1, 0)
+
+
+def length_histogram(lengths_in: Iterable[int], lengths_out: Iterable[int]) -> dict[str, Any]:
+    """``length_histogram`` of ``_stats.json`` from the byte lengths of the records in and the records kept."""
+    counts_in = [0] * len(LENGTH_EDGES)
+    counts_out = [0] * len(LENGTH_EDGES)
+    for n in lengths_in:
+        counts_in[length_bucket(n)] += 1
+    for n in lengths_out:
+        counts_out[length_bucket(n)] += 1
+    return {"edges": [*LENGTH_EDGES, None], "in": counts_in, "out": counts_out}
+
+
+def add_length_histograms(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    """The sum of two length histograms (same edges)."""
+    if total is None:
+        return {"edges": list(part["edges"]), "in": list(part["in"]), "out": list(part["out"])}
+    return {
+        "edges": total["edges"],
+        "in": [a + b for a, b in zip(total["in"], part["in"])],
+        "out": [a + b for a, b in zip(total["out"], part["out"])],
+    }
+
+
+TOTAL_KEYS = ("docs_in", "bytes_in", "docs_out", "bytes_out")
+
+
 def _observed_totals(working: "DataFrame") -> tuple["DataFrame", Any]:
-    """``working`` with an observation of its totals, gathered while the output is written."""
+    """``working`` with an observation of its totals and of its length histograms, gathered while
+    the output is written (aggregates only: no extra job, no Python per row)."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     kept = F.col(DROP_REASON).isNull()
+    size_in = F.coalesce(F.col(BYTES_IN), F.lit(0))
+    size_out = F.octet_length("text")
+    buckets = []
+    for i, low in enumerate(LENGTH_EDGES):
+        high = LENGTH_EDGES[i + 1] if i + 1 < len(LENGTH_EDGES) else None
+        in_bucket_in = (size_in >= low) if high is None else ((size_in >= low) & (size_in < high))
+        in_bucket_out = (size_out >= low) if high is None else ((size_out >= low) & (size_out < high))
+        buckets.append(F.count_if(in_bucket_in).alias(f"length_in_{i}"))
+        buckets.append(F.count_if(kept & in_bucket_out).alias(f"length_out_{i}"))
     observation = Observation("stage_totals")
     observed = working.observe(
         observation,
@@ -287,8 +331,21 @@ def _observed_totals(working: "DataFrame") -> tuple["DataFrame", Any]:
         F.coalesce(F.sum(BYTES_IN), F.lit(0)).alias("bytes_in"),
         F.count_if(kept).alias("docs_out"),
         F.coalesce(F.sum(F.when(kept, F.octet_length("text"))), F.lit(0)).alias("bytes_out"),
+        *buckets,
     )
     return observed, observation
+
+
+def _observed_stats(values: dict[str, Any]) -> dict[str, Any]:
+    """The totals and ``length_histogram`` from the observation of :func:`_observed_totals`."""
+    stats: dict[str, Any] = {key: int(values[key]) for key in TOTAL_KEYS}
+    n = len(LENGTH_EDGES)
+    stats["length_histogram"] = {
+        "edges": [*LENGTH_EDGES, None],
+        "in": [int(values[f"length_in_{i}"]) for i in range(n)],
+        "out": [int(values[f"length_out_{i}"]) for i in range(n)],
+    }
+    return stats
 
 
 def rejects_stats(rejects: Path, stage_name: str) -> dict[str, Any]:
@@ -412,7 +469,7 @@ def run_stage(
                     F.substring("text", 1, REJECT_PREVIEW_CHARS).alias("text_preview"),
                 )
                 rejects.coalesce(1).write.parquet(str(tmp / REJECTS_DIR))
-                stats = {key: int(value) for key, value in totals.get.items()}
+                stats = _observed_stats(totals.get)
                 stats.update(rejects_stats(tmp / REJECTS_DIR, stage.name))
                 stats.update(stage.summarize(working, stats, config))
                 stage.write_extras(tmp, config)

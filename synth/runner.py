@@ -42,10 +42,12 @@ from pipelines.stage import (
     REJECT_PREVIEW_CHARS,
     REJECTS_DIR,
     StageResult,
+    add_length_histograms,
     atomic_write_text,
     current_result,
     hash_json,
     input_fingerprint,
+    length_histogram,
     output_lock,
     publish,
     rejects_stats,
@@ -218,7 +220,8 @@ def _write_partition(state_dir: Path, index: int, part: Partition, meter: Meter)
         for r in part.rejects
     ]
     pq.write_table(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA), tmp / REJECTS_FILE)
-    bytes_out = sum(conversation_bytes(r["messages"]) for r in part.records)
+    sizes_out = [conversation_bytes(r["messages"]) for r in part.records]
+    bytes_out = sum(sizes_out)
     info = {
         "index": index,
         # Every unit ends as a record or a reject, so the funnel adds up: in = out + dropped.
@@ -226,6 +229,7 @@ def _write_partition(state_dir: Path, index: int, part: Partition, meter: Meter)
         "docs_out": len(part.records),
         "bytes_out": bytes_out,
         "bytes_in": bytes_out + sum(r["bytes_in"] for r in rejects),
+        "length_histogram": length_histogram(sizes_out + [r["bytes_in"] for r in rejects], sizes_out),
         "counters": part.counters,
         "state": part.state,
         "generation": vars(meter),
@@ -301,6 +305,8 @@ def run_synth_stage(
         total_meter = Meter()
         counters: dict[str, int] = {}
         docs_in = docs_out = bytes_in = bytes_out = 0
+        # None once a partition of an older run, written without one, is reused.
+        lengths: dict[str, Any] | None = length_histogram([], [])
         resumed = 0
         backend: MeteredBackend | None = None
         index = 0
@@ -346,6 +352,10 @@ def run_synth_stage(
                     docs_out += info["docs_out"]
                     bytes_in += info["bytes_in"]
                     bytes_out += info["bytes_out"]
+                    if lengths is not None and "length_histogram" in info:
+                        lengths = add_length_histograms(lengths, info["length_histogram"])
+                    else:
+                        lengths = None
                     progress.update(bar, advance=info["docs_in"])
                     index += 1
         finally:
@@ -369,6 +379,8 @@ def run_synth_stage(
             "bytes_out": bytes_out,
             **rejects_stats(tmp / REJECTS_DIR, stage.name),
         }
+        if lengths is not None:
+            stats["length_histogram"] = lengths
         stats["generation"] = {**backend_identity(generation), **total_meter.report()}
         stats["counts"] = dict(sorted(counters.items()))
         stats.update(stage.summarize(counters, stats, config))
