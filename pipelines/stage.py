@@ -196,6 +196,14 @@ def stage_fingerprint(stage: "Stage | Any", inputs: list[Path], config: BaseMode
     )
 
 
+def spark_stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel, keep_rejects: Path | None = None) -> str:
+    """The fingerprint :func:`run_stage` gives this run (``inputs`` resolved): also what a flow
+    uses as the stage's cache key and what ``--dry-run`` compares with the finished output."""
+    options = {"keep_rejects": str(keep_rejects.resolve())} if keep_rejects is not None else {}
+    options.update(stage.fingerprint_extras(config))
+    return stage_fingerprint(stage, inputs, config, options)
+
+
 def read_success(output: Path) -> dict[str, Any] | None:
     try:
         return json.loads((output / SUCCESS_FILE).read_text())
@@ -435,9 +443,7 @@ def run_stage(
     if not inputs and not stage.inputs_optional:
         raise StageInputError(f"stage {stage.name}: no input given")
     output.parent.mkdir(parents=True, exist_ok=True)
-    options = {"keep_rejects": str(keep_rejects.resolve())} if keep_rejects is not None else {}
-    options.update(stage.fingerprint_extras(config))
-    fingerprint = stage_fingerprint(stage, inputs, config, options)
+    fingerprint = spark_stage_fingerprint(stage, inputs, config, keep_rejects)
 
     with output_lock(output):
         current = None if force else current_result(stage.name, output, fingerprint)

@@ -213,7 +213,7 @@ class DialoguesStage(SynthStage):
         self.turn_filter = TurnFilter()
         self.material_paths = paths
 
-    def fingerprint_inputs(self, config: Any) -> list[Path]:
+    def fingerprint_inputs(self, inputs: list[Path], config: Any) -> list[Path]:
         return [Path(p) for p in config.materials]
 
     def _load_materials(self, paths: list[Path], config: DialoguesConfig) -> list[dict[str, Any]]:

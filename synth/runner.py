@@ -192,9 +192,10 @@ class SynthStage(ABC):
         """How many units (docs_in) the whole stage will consider, for the progress bar."""
         return None
 
-    def fingerprint_inputs(self, config: Any) -> list[Path]:
+    def fingerprint_inputs(self, inputs: list[Path], config: Any) -> list[Path]:
         """Files besides the inputs whose content decides the output (a seed file named in the
-        recipe); the decontamination eval sets are added by the runner."""
+        recipe); the decontamination eval sets are added by the runner. Known from the
+        settings alone: no :meth:`prepare` needed."""
         return []
 
     def summarize(self, counters: dict[str, int], stats: dict[str, Any], config: Any) -> dict[str, Any]:
@@ -258,6 +259,14 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def synth_stage_fingerprint(stage: SynthStage, inputs: list[Path], config: Any) -> str:
+    """The fingerprint :func:`run_synth_stage` gives this run (``inputs`` resolved), known
+    without reading the inputs or loading the model: a flow's cache key, ``--dry-run``'s check."""
+    files = stage.fingerprint_inputs(inputs, config) + [Path(p) for p in config.filters.decontamination.eval_sets]
+    options = {"model": backend_identity(config.generation), "files": [input_fingerprint(p.resolve()) for p in files]}
+    return stage_fingerprint(stage, inputs, config, options)
+
+
 def run_synth_stage(
     stage: SynthStage,
     inputs: list[Path],
@@ -279,9 +288,7 @@ def run_synth_stage(
     stage.prepare(inputs, config)
     generation: GenerationConfig = config.generation
     output.parent.mkdir(parents=True, exist_ok=True)
-    files = stage.fingerprint_inputs(config) + [Path(p) for p in config.filters.decontamination.eval_sets]
-    options = {"model": backend_identity(generation), "files": [input_fingerprint(p.resolve()) for p in files]}
-    fingerprint = stage_fingerprint(stage, inputs, config, options)
+    fingerprint = synth_stage_fingerprint(stage, inputs, config)
     state_dir = output.parent / f".{output.name}.synth-state"
 
     with output_lock(output):

@@ -154,7 +154,6 @@ class SelfInstructStage(SynthStage):
             raise StageInputError("self-instruct: give one seed file (--in or self_instruct.seeds)")
         path = inputs[0] if inputs else Path(config.seeds) if config.seeds else BUNDLED_SEEDS
         seeds = read_seed_file(path)
-        self.seed_path = path
         self.seeds = seeds.tasks
         self.extra_stats["seeds"] = {"file": str(path), "tasks": len(seeds.tasks), "skipped_lines": seeds.skipped[:20]}
         self.extra_stats["seeds"]["skipped"] = len(seeds.skipped)
@@ -170,8 +169,8 @@ class SelfInstructStage(SynthStage):
         self.instruction_filter = InstructionFilter(config.instruction)
         self.turn_filter = TurnFilter()
 
-    def fingerprint_inputs(self, config: Any) -> list[Path]:
-        return [self.seed_path]
+    def fingerprint_inputs(self, inputs: list[Path], config: Any) -> list[Path]:
+        return [] if inputs else [Path(config.seeds) if config.seeds else BUNDLED_SEEDS]
 
     def wants_partition(self, index: int, config: Any) -> bool:
         return index < config.max_rounds and len(self.machine) < config.target_instructions
