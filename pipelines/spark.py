@@ -45,6 +45,9 @@ class SparkSettings(BaseModel):
     )
     log_level: str = Field("WARN", pattern="^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
     conf: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
+    log_file: str | None = Field(
+        None, description="also append the driver's Spark log here (flows use OUT/logs/spark.log)"
+    )
 
     @field_validator("conf", mode="before")
     @classmethod
@@ -82,11 +85,15 @@ def spark_conf(settings: SparkSettings) -> dict[str, str]:
     cores = os.cpu_count() or 2
     log4j = resources.files("pipelines").joinpath("log4j2.properties")
     java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+    driver_opts = java_opts
+    if settings.log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(settings.log_file)), exist_ok=True)
+        driver_opts += f" -Dcorpusforge.spark.log={os.path.abspath(settings.log_file)}"
     conf = {
         "spark.master": settings.master,
         "spark.app.name": settings.app_name,
         "spark.driver.memory": settings.driver_memory,
-        "spark.driver.extraJavaOptions": java_opts,
+        "spark.driver.extraJavaOptions": driver_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions or 4 * cores),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
