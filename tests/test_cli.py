@@ -54,7 +54,7 @@ def test_run_builds_with_prefect_and_resumes(spark, prefect_server, corpus: Path
     assert [s["stage"] for s in summary["stages"]] == ["ingest"]
     assert summary["stages"][0]["docs_out"] == EXPECTED_KEPT and not summary["stages"][0]["skipped"]
     assert "| ingest | ran |" in (out / "report" / "summary.md").read_text()
-    assert f"report:  {out.resolve() / 'report' / 'summary.md'}" in first.output
+    assert f"report:  {out.resolve() / 'report' / 'index.html'}" in first.output
 
     again = runner.invoke(app, ["run", str(recipe), "--out", str(out)])
     assert again.exit_code == 0, again.output
