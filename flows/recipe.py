@@ -7,11 +7,12 @@ Every error names the recipe file, the line and the dotted key (``ingest.max_fil
 from __future__ import annotations
 
 import copy
+from datetime import date
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipelines.dedup_exact import DedupExactConfig
 from pipelines.dedup_minhash import DedupMinHashConfig
@@ -31,6 +32,63 @@ from synth.self_instruct import SelfInstructConfig
 
 class RecipeError(CorpusforgeError):
     """A recipe (or a --set override) is not valid; the message lists every problem."""
+
+
+class OrchestrationSettings(BaseModel):
+    """Recipe section ``orchestration``: how Prefect runs the build."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retries: int = Field(
+        1, ge=0, le=10, description="retries of a stage that failed for a reason other than its input or settings"
+    )
+    retry_delay_seconds: float = Field(30.0, ge=0, description="wait before a retry")
+    cron: str | None = Field(None, description="schedule of `corpusforge serve` (cron syntax), e.g. '0 3 * * 1'")
+    timezone: str = Field("UTC", description="time zone the cron schedule is read in")
+
+    @model_validator(mode="after")
+    def _valid_schedule(self) -> "OrchestrationSettings":
+        if self.cron is not None:
+            schedule_of(self.cron, self.timezone)
+        return self
+
+
+def schedule_of(cron: str, timezone: str = "UTC") -> Any:
+    """Prefect's schedule for ``cron``; ValueError naming the problem when it is not valid."""
+    from pydantic import ValidationError as _Invalid
+
+    from prefect.client.schemas.schedules import CronSchedule
+
+    try:
+        return CronSchedule(cron=cron, timezone=timezone)
+    except _Invalid as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ValueError(f"not a valid schedule (cron {cron!r}, time zone {timezone!r}): {problems}") from None
+
+
+class IncrementalSettings(BaseModel):
+    """Recipe section ``incremental``: periodic builds, each deduplicated against the earlier ones.
+
+    With ``period`` set, ``--out DIR`` holds one build per period (``DIR/2026-W49/``) and the
+    dedup-minhash stage of each build takes every earlier finished build's dedup-minhash output
+    as a reference, so documents seen in an earlier period are dropped as ``seen_before``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    period: Literal["day", "week", "month"] | None = Field(None, description="one build per period; off when unset")
+    run: str | None = Field(
+        None,
+        pattern=r"^\d{4}-(W\d{2}|\d{2}(-\d{2})?)$",
+        description="the period to build (2026-W49, 2026-12-01, 2026-12); default: the run's scheduled time",
+    )
+    dedup_against_previous: bool = Field(True, description="add earlier builds' dedup-minhash outputs as references")
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _date_as_label(cls, run: object) -> object:
+        # YAML reads an unquoted 2026-12-01 as a date.
+        return run.isoformat() if isinstance(run, date) else run
 
 
 class Recipe(BaseModel):
@@ -53,6 +111,20 @@ class Recipe(BaseModel):
     self_instruct: SelfInstructConfig = Field(default_factory=SelfInstructConfig)
     dialogues: DialoguesConfig = Field(default_factory=DialoguesConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    incremental: IncrementalSettings = Field(default_factory=IncrementalSettings)
+
+    @model_validator(mode="after")
+    def _incremental_needs_minhash(self) -> "Recipe":
+        inc = self.incremental
+        if inc.period and inc.dedup_against_previous and "dedup-minhash" not in self.stages:
+            raise ValueError(
+                "incremental.period with dedup_against_previous needs the dedup-minhash stage "
+                "(its stored signatures are what later builds are deduplicated against)"
+            )
+        if inc.run and not inc.period:
+            raise ValueError("incremental.run is set but incremental.period is not")
+        return self
 
     @field_validator("stages")
     @classmethod
@@ -155,11 +227,12 @@ def validate_recipe_data(data: Any, origin: str, text: str | None = None, overri
         for error in exc.errors():
             loc = tuple(error["loc"])
             dotted = _dotted(loc)
-            from_set = any(list(loc[: len(k)]) == k for k in override_keys)
+            # An error on the key a --set names, below it, or on the section holding it.
+            from_set = any(list(loc[: len(k)]) == k or (loc and k[: len(loc)] == list(loc)) for k in override_keys)
             where = "--set" if from_set else f"{origin}:{_line_of(root, loc) or 1}"
             got = error.get("input")
             shown = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r})"
-            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, ")
             lines.append(f"{where}: {dotted}: {message}{shown}")
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 
