@@ -3,6 +3,7 @@
     corpusforge run RECIPE [--out DIR] [--set KEY=VALUE ...]
     corpusforge stage NAME --in PATH --out PATH [--set KEY=VALUE ...]
     corpusforge validate RECIPE [--set KEY=VALUE ...]
+    corpusforge serve RECIPE [--cron "0 3 * * 1"] [--out DIR] [--set KEY=VALUE ...]
     corpusforge stages
 """
 
@@ -125,6 +126,42 @@ def validate(
         typer.echo(yaml.safe_dump(parsed.model_dump(mode="json"), sort_keys=False))
 
 
+def _build_dir(parsed: Recipe, out: Path | None) -> Path:
+    return (out or Path("build") / parsed.name).resolve()
+
+
+def _print_plan(parsed: Recipe, out_dir: Path, force: bool, keep_rejects: Path | None) -> bool:
+    """Print what a run would do; False when a stage could not start."""
+    from flows.incremental import resolve_period
+    from flows.runner import plan_build
+
+    parsed, out_dir, earlier = resolve_period(parsed, out_dir)
+    steps = plan_build(parsed, out_dir, force=force, keep_rejects=keep_rejects.resolve() if keep_rejects else None)
+    table = Table(title=f"plan: {parsed.name} -> {out_dir}")
+    for column in ("stage", "action", "why", "reads"):
+        table.add_column(column)
+    styles = {"run": "yellow", "skip": "green", "fail": "bold red"}
+    for step in steps:
+        reads = ", ".join(_short(p, out_dir) for p in step.inputs) or "-"
+        table.add_row(step.name, f"[{styles[step.action]}]{step.action}[/]", step.reason, reads)
+    Console().print(table)
+    if parsed.incremental.period:
+        typer.echo(f"incremental build {parsed.incremental.run}: deduplicated against {len(earlier)} earlier build(s)")
+    for step in steps:
+        if step.action == "fail":
+            typer.echo(f"cannot run {step.name}: {step.reason}")
+    runs = sum(step.action == "run" for step in steps)
+    typer.echo(f"{runs} of {len(steps)} stages would run; nothing was changed (--dry-run)")
+    return all(step.action != "fail" for step in steps)
+
+
+def _short(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
@@ -133,19 +170,69 @@ def run(
     spark_master: MasterOption = None,
     force: ForceOption = False,
     keep_rejects: RejectsOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print which stages would run or be skipped, and why; run nothing.")
+    ] = False,
 ) -> None:
     """Run a whole recipe as a Prefect flow (local ephemeral Prefect API unless PREFECT_API_URL is set).
 
     Each stage writes OUT/<stage>/; finished stages whose inputs and settings are unchanged are skipped.
     """
     parsed = load_recipe(recipe, _overrides(sets, spark_master))
-    out_dir = (out or Path("build") / parsed.name).resolve()
-    from flows.build import build_corpus
+    out_dir = _build_dir(parsed, out)
+    if dry_run:
+        if not _print_plan(parsed, out_dir, force, keep_rejects):
+            raise typer.Exit(2)
+        return
+    from flows.build import run_build
 
-    result = build_corpus(parsed, str(out_dir), force=force, keep_rejects=str(keep_rejects) if keep_rejects else None)
+    result = run_build(parsed, str(out_dir), force=force, keep_rejects=str(keep_rejects) if keep_rejects else None)
     _print_stages_table(result["stages"])
     typer.echo(f"outputs: {result['output']}")
     typer.echo(f"report:  {result['report']}")
+
+
+@app.command()
+def serve(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
+    cron: Annotated[
+        Optional[str],
+        typer.Option("--cron", help='Schedule in cron syntax, e.g. "0 3 * * 1" (default: orchestration.cron).'),
+    ] = None,
+    timezone: Annotated[
+        Optional[str], typer.Option("--timezone", help="Time zone of the schedule (default: orchestration.timezone).")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: build/<recipe name>).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Deployment name (default: the recipe's name).")] = None,
+    sets: SetOption = None,
+    spark_master: MasterOption = None,
+) -> None:
+    """Register the recipe as a Prefect deployment with a schedule, and run its scheduled runs.
+
+    Talks to the Prefect server at PREFECT_API_URL (`prefect server start`, or a remote one);
+    runs triggered from the UI or the API run here too. Stop with Ctrl-C (the schedule pauses).
+    """
+    import os
+
+    overrides = _overrides(sets, spark_master)
+    if cron is not None:
+        overrides.append(f"orchestration.cron={json.dumps(cron)}")
+    if timezone is not None:
+        overrides.append(f"orchestration.timezone={json.dumps(timezone)}")
+    parsed = load_recipe(recipe, overrides)
+    out_dir = _build_dir(parsed, out)
+    from flows.deploy import deployment_for, serve_deployments
+
+    deployment = deployment_for(parsed, out_dir, name=name)
+    if not os.environ.get("PREFECT_API_URL"):
+        console.print(
+            "[yellow]warning:[/] PREFECT_API_URL is not set: serving against a temporary local Prefect server "
+            "that stops with this process. Start one with `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api to keep the deployment and its runs."
+        )
+    schedule = f"cron {parsed.orchestration.cron!r} ({parsed.orchestration.timezone})" if parsed.orchestration.cron else "no schedule (runs on demand)"
+    console.print(f"serving deployment [bold]{deployment.flow_name}/{deployment.name}[/]: {schedule}; outputs in {out_dir}")
+    serve_deployments([deployment])
 
 
 @app.command()
@@ -196,7 +283,7 @@ def main() -> None:
         app()
     except CorpusforgeError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flows.recipe import Recipe
 from flows.registry import is_synth, stage_class
-from pipelines.errors import StageInputError
-from pipelines.stage import StageResult, run_stage
+from pipelines.errors import CorpusforgeError, StageInputError
+from pipelines.stage import STATS_FILE, StageResult, read_success, run_stage, spark_stage_fingerprint
 from pipelines.spark import get_spark
+
+
+class StageFailed(CorpusforgeError):
+    """A stage of a build failed; the message names the stage and what went wrong.
+
+    ``exit_code`` 2: its input or settings are at fault; 1: it crashed.
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def stage_inputs(recipe: Recipe, name: str, earlier: list[tuple[str, Path]]) -> list[Path]:
@@ -69,3 +83,90 @@ def execute_stage(
         force=force,
         keep_rejects=keep_rejects,
     )
+
+
+def stage_fingerprint_for(recipe: Recipe, name: str, inputs: list[Path], keep_rejects: Path | None = None) -> str:
+    """The fingerprint the stage's run will have (:func:`execute_stage` computes the same one)."""
+    stage = stage_class(name)()
+    resolved = [Path(p).resolve() for p in inputs]
+    if is_synth(name):
+        from synth.runner import synth_stage_fingerprint
+
+        return synth_stage_fingerprint(stage, resolved, recipe.section(name))
+    return spark_stage_fingerprint(stage, resolved, recipe.section(name), keep_rejects)
+
+
+@dataclass
+class StageStatus:
+    """Whether a stage's finished output is current, and if not, why it must run."""
+
+    fingerprint: str
+    current: bool
+    reason: str
+
+
+def _changed_keys(old: Any, new: Any, prefix: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [k for key in keys for k in _changed_keys(old.get(key), new.get(key), f"{prefix}.{key}")]
+    return [] if old == new else [prefix]
+
+
+def stage_status(recipe: Recipe, name: str, inputs: list[Path], output: Path, keep_rejects: Path | None = None) -> StageStatus:
+    """Compare the run a stage would make with its finished output, if any (reads no data)."""
+    fingerprint = stage_fingerprint_for(recipe, name, inputs, keep_rejects)
+    done = read_success(output)
+    if done is None:
+        unfinished = any(output.parent.glob(f".{output.name}.tmp-*")) or any(output.parent.glob(f".{output.name}.synth-state"))
+        return StageStatus(fingerprint, False, "an interrupted run to resume" if unfinished else "no finished output")
+    if done.get("fingerprint") == fingerprint:
+        return StageStatus(fingerprint, True, "output is current")
+    try:
+        earlier = json.loads((output / STATS_FILE).read_text()).get("config", {})
+    except (OSError, ValueError):
+        earlier = {}
+    section = stage_class(name).section
+    changed = _changed_keys(earlier, recipe.section(name).model_dump(mode="json"), section)
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        return StageStatus(fingerprint, False, f"settings changed: {shown}")
+    return StageStatus(fingerprint, False, "inputs or code changed")
+
+
+@dataclass
+class PlannedStage:
+    name: str
+    inputs: list[Path]
+    output: Path
+    action: str  # "run", "skip" or "fail"
+    reason: str
+
+
+def plan_build(recipe: Recipe, out: Path, *, force: bool = False, keep_rejects: Path | None = None) -> list[PlannedStage]:
+    """What a build would do, stage by stage, without running anything (``--dry-run``).
+
+    A stage that reads the output of a stage that will run must run too; the others are
+    compared with their finished output (:func:`stage_status`).
+    """
+    steps: list[PlannedStage] = []
+    earlier: list[tuple[str, Path]] = []
+    will_change: dict[Path, str] = {}
+    for name in recipe.stages:
+        output = out / name
+        try:
+            inputs = stage_inputs(recipe, name, earlier)
+            changed_upstream = [will_change[p] for p in inputs if p in will_change]
+            if force:
+                action, reason = "run", "--force"
+            elif changed_upstream:
+                action, reason = "run", f"its input changes ({', '.join(changed_upstream)} runs)"
+            else:
+                status = stage_status(recipe, name, inputs, output, keep_rejects / name if keep_rejects else None)
+                action, reason = ("skip", status.reason) if status.current else ("run", status.reason)
+        except CorpusforgeError as exc:
+            inputs, action, reason = [], "fail", str(exc)
+        steps.append(PlannedStage(name, inputs, output, action, reason))
+        if action != "skip":
+            will_change[output] = name
+        earlier.append((name, output))
+    return steps
