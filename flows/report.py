@@ -119,11 +119,13 @@ def _split_reason(reason: str) -> tuple[str, str]:
 
 
 def tokens_per_byte(details: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[float | None, dict[str, Any] | None]:
-    """Tokens per byte measured by the tokenize stage, and its ``tokenize`` stats (None, None without one)."""
+    """Tokens per byte of text measured by the tokenize stage, and its ``tokenize`` stats (None,
+    None without one). The text bytes are the stage's ``bytes_out`` (``tokenize.bytes`` is the
+    size of the shard files)."""
     for stage, stats in details:
         tok = stats.get("tokenize")
-        if isinstance(tok, dict) and tok.get("bytes"):
-            return tok["tokens"] / tok["bytes"], tok
+        if isinstance(tok, dict) and stats.get("bytes_out"):
+            return tok["tokens"] / stats["bytes_out"], tok
     return None, None
 
 

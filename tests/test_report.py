@@ -236,7 +236,7 @@ def test_report_tables_and_plots(build: dict[str, Any]) -> None:
         if name == "tokenize":
             assert n(row["tokens out"]) == s["tokenize"]["tokens"]
         else:
-            ratio = stats["tokenize"]["tokenize"]["tokens"] / stats["tokenize"]["tokenize"]["bytes"]
+            ratio = stats["tokenize"]["tokenize"]["tokens"] / stats["tokenize"]["bytes_out"]  # tokens per text byte
             assert row["tokens out"] == f"~{round(s['bytes_out'] * ratio):,} est."
     assert stats["quality"]["docs_out"] >= 5 and stats["dedup-minhash"]["docs_out"] < stats["dedup-minhash"]["docs_in"]
 
