@@ -162,8 +162,8 @@ def _funnel(details: list[tuple[dict[str, Any], dict[str, Any]]]) -> tuple[dict[
                     "docs_out": stage["docs_out"], "bytes_in": stage["bytes_in"], "bytes_out": stage["bytes_out"],
                     "tokens_out": tokens, "tokens_estimated": estimated, "wall_seconds": stage["wall_seconds"]})
     if ratio is not None and tok is not None:
-        note = (f"tokens: counted by tokenize ({tok['tokens']:,} tokens in {tok['bytes']:,} bytes, "
-                f"{ratio:.3f} tokens per byte, tokenizer {tok.get('tokenizer', '?')}); "
+        note = (f"tokens: counted by tokenize ({tok['tokens']:,} tokens, {ratio:.3f} per byte of text, "
+                f"tokenizer {tok.get('tokenizer', '?')}); "
                 "est. = the stage's bytes out × that ratio.")
     else:
         note = "No tokenize stage in this build: token counts are not known."
