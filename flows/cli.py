@@ -212,8 +212,6 @@ def serve(
     Talks to the Prefect server at PREFECT_API_URL (`prefect server start`, or a remote one);
     runs triggered from the UI or the API run here too. Stop with Ctrl-C (the schedule pauses).
     """
-    import os
-
     overrides = _overrides(sets, spark_master)
     if cron is not None:
         overrides.append(f"orchestration.cron={json.dumps(cron)}")
@@ -223,8 +221,10 @@ def serve(
     out_dir = _build_dir(parsed, out)
     from flows.deploy import deployment_for, serve_deployments
 
+    from prefect.settings import PREFECT_API_URL
+
     deployment = deployment_for(parsed, out_dir, name=name)
-    if not os.environ.get("PREFECT_API_URL"):
+    if not PREFECT_API_URL.value():  # from the environment or the active Prefect profile
         console.print(
             "[yellow]warning:[/] PREFECT_API_URL is not set: serving against a temporary local Prefect server "
             "that stops with this process. Start one with `prefect server start` and set "
