@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flows.recipe import Recipe
+from flows.recipe import Recipe, RecipeError
 from pipelines.stage import SUCCESS_FILE
 
 LABEL_PATTERNS = {
@@ -54,8 +54,6 @@ def resolve_period(recipe: Recipe, root: Path, when: datetime | None = None) -> 
         return recipe, root, []
     label = inc.run or period_label(inc.period, when or datetime.now(timezone.utc))
     if not LABEL_PATTERNS[inc.period].match(label):
-        from flows.recipe import RecipeError
-
         raise RecipeError(f"incremental.run {label!r} does not name a {inc.period} (e.g. {period_label(inc.period, datetime.now(timezone.utc))})")
     earlier = earlier_builds(root, inc.period, label)
     update: dict[str, object] = {"incremental": inc.model_copy(update={"run": label})}
