@@ -10,8 +10,9 @@ from typing import Any
 from flows.recipe import Recipe
 from flows.registry import is_synth, stage_class
 from pipelines.errors import CorpusforgeError, StageInputError
-from pipelines.stage import STATS_FILE, StageResult, read_success, run_stage, spark_stage_fingerprint
+from pipelines.stage import STATS_FILE, StageResult, leftovers, read_success, run_stage, spark_stage_fingerprint
 from pipelines.spark import get_spark
+from synth.runner import run_synth_stage, synth_stage_fingerprint, synth_state_dir
 
 
 class StageFailed(CorpusforgeError):
@@ -71,8 +72,6 @@ def execute_stage(
 ) -> StageResult:
     stage = stage_class(name)()
     if is_synth(name):
-        from synth.runner import run_synth_stage
-
         return run_synth_stage(stage, inputs, output, recipe.section(name), force=force)
     return run_stage(
         stage,
@@ -90,8 +89,6 @@ def stage_fingerprint_for(recipe: Recipe, name: str, inputs: list[Path], keep_re
     stage = stage_class(name)()
     resolved = [Path(p).resolve() for p in inputs]
     if is_synth(name):
-        from synth.runner import synth_stage_fingerprint
-
         return synth_stage_fingerprint(stage, resolved, recipe.section(name))
     return spark_stage_fingerprint(stage, resolved, recipe.section(name), keep_rejects)
 
@@ -117,7 +114,7 @@ def stage_status(recipe: Recipe, name: str, inputs: list[Path], output: Path, ke
     fingerprint = stage_fingerprint_for(recipe, name, inputs, keep_rejects)
     done = read_success(output)
     if done is None:
-        unfinished = any(output.parent.glob(f".{output.name}.tmp-*")) or any(output.parent.glob(f".{output.name}.synth-state"))
+        unfinished = bool(leftovers(output)) or synth_state_dir(output).exists()
         return StageStatus(fingerprint, False, "an interrupted run to resume" if unfinished else "no finished output")
     if done.get("fingerprint") == fingerprint:
         return StageStatus(fingerprint, True, "output is current")

@@ -271,8 +271,13 @@ def output_lock(output: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def leftovers(output: Path) -> list[Path]:
+    """Unfinished outputs of earlier, interrupted runs of the stage writing ``output``."""
+    return sorted(output.parent.glob(f".{output.name}.tmp-*"))
+
+
 def remove_leftovers(output: Path) -> None:
-    for leftover in output.parent.glob(f".{output.name}.tmp-*"):
+    for leftover in leftovers(output):
         log.warning("removing unfinished output of an earlier, interrupted run: %s", leftover)
         shutil.rmtree(leftover, ignore_errors=True)
 

@@ -259,6 +259,11 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def synth_state_dir(output: Path) -> Path:
+    """Where a generation stage keeps its finished partitions until ``output`` is complete."""
+    return output.parent / f".{output.name}.synth-state"
+
+
 def synth_stage_fingerprint(stage: SynthStage, inputs: list[Path], config: Any) -> str:
     """The fingerprint :func:`run_synth_stage` gives this run (``inputs`` resolved), known
     without reading the inputs or loading the model: a flow's cache key, ``--dry-run``'s check."""
@@ -289,7 +294,7 @@ def run_synth_stage(
     generation: GenerationConfig = config.generation
     output.parent.mkdir(parents=True, exist_ok=True)
     fingerprint = synth_stage_fingerprint(stage, inputs, config)
-    state_dir = output.parent / f".{output.name}.synth-state"
+    state_dir = synth_state_dir(output)
 
     with output_lock(output):
         current = None if force else current_result(stage.name, output, fingerprint)

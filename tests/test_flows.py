@@ -97,7 +97,6 @@ def test_build_fails_in_one_stage_resumes_there_and_reruns_only_downstream(
     assert tokens > 0 and (out / "report" / "index.html").is_file()
     logs = _flow_logs(result["flow_run_id"])
     assert any(m.startswith("tokenize: /") for m in logs), logs  # the stage's own log line reached Prefect
-    assert any("output is current, skipped" in m for m in logs) or any(states[s] == "Cached" for s in STAGES[:5])
 
     # 3. The plan for a changed quality setting: two stages skip, the rest run.
     plan = plan_build(load_recipe(recipe, ["quality.filters=[c4]"]), out.resolve())
