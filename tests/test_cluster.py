@@ -5,84 +5,25 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow.dataset as ds
 import pytest
 
+from bench.standalone import StandaloneCluster
 from flows.recipe import default_recipe
 from flows.runner import execute_stage
 
 pytestmark = pytest.mark.cluster
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spark_class(*args: str, log: Path) -> subprocess.Popen:
-    import pyspark
-
-    home = Path(pyspark.__file__).parent
-    env = {
-        **os.environ,
-        "SPARK_HOME": str(home),
-        # No REST submission server (it would take a fixed port) and no JVM chatter on stdout.
-        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
-    }
-    handle = open(log, "w")
-    return subprocess.Popen(
-        [str(home / "bin" / "spark-class"), *args], env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _alive_workers(ui_port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as reply:
-            return sum(w.get("state") == "ALIVE" for w in json.load(reply).get("workers", []))
-    except OSError:
-        return 0
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("spark-cluster")
-    port, ui = _free_port(), _free_port()
-    master = _spark_class(
-        "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui),
-        log=root / "master.log",
-    )
-    worker = _spark_class(
-        "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}", "--host", "127.0.0.1",
-        "--cores", "2", "--memory", "2g", "--webui-port", str(_free_port()), "--work-dir", str(root / "work"),
-        log=root / "worker.log",
-    )
-    try:
-        deadline = time.time() + 120
-        while _alive_workers(ui) < 1:
-            assert master.poll() is None, (root / "master.log").read_text()[-2000:]
-            assert worker.poll() is None, (root / "worker.log").read_text()[-2000:]
-            assert time.time() < deadline, "the Spark worker did not register with the master"
-            time.sleep(0.5)
-        yield f"spark://127.0.0.1:{port}"
-    finally:
-        for process in (worker, master):
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in (worker, master):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+    with StandaloneCluster(tmp_path_factory.mktemp("spark-cluster"), workers=1, cores_per_worker=2) as running:
+        yield running.master_url
 
 
 def _rows(path: Path) -> list[dict]:
