@@ -40,6 +40,7 @@ from flows import report as run_report
 from flows.runner import StageFailed, execute_stage, stage_inputs, stage_status
 from pipelines.errors import CorpusforgeError
 from pipelines.spark import spark_scope
+from pipelines.storage import location
 
 CACHE_DIR = ".prefect-cache"
 SPARK_LOG = Path("logs") / "spark.log"
@@ -104,7 +105,7 @@ def stage_task(
     spark_log = SparkLogTail(Path(recipe.spark.log_file)) if recipe.spark.log_file else None
     rejects = Path(keep_rejects) if keep_rejects else None
     try:
-        result = execute_stage(recipe, name, [Path(p) for p in inputs], Path(output), force=force, keep_rejects=rejects)
+        result = execute_stage(recipe, name, [location(p) for p in inputs], location(output), force=force, keep_rejects=rejects)
     finally:
         if spark_log is not None:
             spark_log.forward(logger, name)

@@ -23,7 +23,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipelines.stage import STATS_FILE, atomic_write_text
+from pipelines.stage import STATS_FILE
+from pipelines.storage import write_text
 
 PLOTS_DIR = "plots"
 # Input checks of ingest and the shared guards have no "<filter>:" prefix in their reasons.
@@ -631,10 +632,10 @@ def write_report(out_dir: Path, recipe_name: str, stages: list[dict[str, Any]]) 
         "funnel": funnel,
         "sections": sections,
     }
-    atomic_write_text(report_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(report_dir / "summary.md", render_markdown(recipe_name, str(out_dir), sections, images=True))
+    write_text(report_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text(report_dir / "summary.md", render_markdown(recipe_name, str(out_dir), sections, images=True))
     index = report_dir / "index.html"
-    atomic_write_text(index, render_html(recipe_name, str(out_dir), generated_at, sections))
+    write_text(index, render_html(recipe_name, str(out_dir), generated_at, sections))
     return index
 
 

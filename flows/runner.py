@@ -12,6 +12,7 @@ from flows.registry import is_synth, stage_class
 from pipelines.errors import CorpusforgeError, StageInputError
 from pipelines.stage import STATS_FILE, StageResult, leftovers, read_success, run_stage, spark_stage_fingerprint
 from pipelines.spark import get_spark
+from pipelines.storage import is_uri, location
 from synth.runner import run_synth_stage, synth_stage_fingerprint, synth_state_dir
 
 
@@ -48,7 +49,7 @@ def stage_inputs(recipe: Recipe, name: str, earlier: list[tuple[str, Path]]) -> 
     if name == "tokenize" and (corpus or synth):
         return corpus[-1:] + synth
     if cls.reads_raw_files:
-        paths = [Path(p) for p in getattr(recipe.section(name), "paths", [])]
+        paths = [location(p) for p in getattr(recipe.section(name), "paths", [])]
         if paths:
             return paths
         if corpus:
@@ -71,6 +72,12 @@ def execute_stage(
     keep_rejects: Path | None = None,
 ) -> StageResult:
     stage = stage_class(name)()
+    output = location(output)
+    if is_uri(output) and (is_synth(name) or not stage.writes_uris):
+        raise StageInputError(
+            f"stage {name}: writes local or mounted paths only, not a URI like {output} "
+            "(see docs/scaling.md for the stages that write to object stores)"
+        )
     if is_synth(name):
         return run_synth_stage(stage, inputs, output, recipe.section(name), force=force)
     return run_stage(

@@ -56,7 +56,8 @@ from pipelines.fetch import (
     seed_lines,
 )
 from pipelines.schema import BYTES_IN, DROP_DETAIL, DROP_REASON
-from pipelines.stage import Stage, atomic_write_text, hash_json
+from pipelines.stage import Stage, hash_json
+from pipelines.storage import write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -261,6 +262,7 @@ class CrawlStage(Stage):
     Config = CrawlConfig
     reads_raw_files = True
     inputs_optional = True  # seeds may come from the recipe alone
+    writes_uris = False  # fetchers write WARC files and crawl state with local file I/O
     code_modules = ("pipelines.fetch",)
 
     def state_dir(self) -> Path:
@@ -436,4 +438,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, json.dumps(data, indent=2) + "\n")

@@ -30,6 +30,7 @@ from pipelines.components import connected_components
 from pipelines.errors import StageInputError
 from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON
 from pipelines.stage import STATS_FILE, Stage, union_all
+from pipelines.storage import location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -101,7 +102,7 @@ class DedupMinHashStage(Stage):
             return None
         frames = []
         for ref in config.reference:
-            root = Path(ref)
+            root = location(ref)
             signatures = root / SIGNATURES_DIR
             if not signatures.is_dir():
                 raise StageInputError(f"{root}: no {SIGNATURES_DIR}/ here; a reference must be a dedup-minhash output")

@@ -17,6 +17,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA, dataset_files
+from pipelines.storage import open_binary
 from pipelines.stage import Stage
 
 if TYPE_CHECKING:
@@ -118,7 +119,8 @@ def spread_over_cores(spark: "SparkSession", documents: "DataFrame", inputs: lis
     row_groups = 0
     for path in inputs:
         for file in dataset_files(path):
-            row_groups += pq.ParquetFile(file).metadata.num_row_groups
+            with open_binary(file) as handle:
+                row_groups += pq.ParquetFile(handle).metadata.num_row_groups
             if row_groups >= cores:
                 return documents
     return documents.repartition(cores)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipelines.errors import StageInputError
 from pipelines.schema import BYTES_IN, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA, document_id
 from pipelines.stage import Stage
+from pipelines.storage import absolute, is_uri, location, open_binary, walk_files
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -89,19 +89,24 @@ def list_input_files(
     files: list[dict[str, Any]] = []
     skipped: dict[str, int] = {}
     for raw in paths:
-        root = Path(raw).expanduser().resolve()
+        root = absolute(location(raw))
         if not root.exists():
             raise StageInputError(f"{raw}: input path does not exist")
-        candidates = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        if root.is_file():
+            candidates = [(root, root.stat().st_size)]
+        elif is_uri(root):  # one listing call, not one per object
+            candidates = [(root / rel, size) for rel, size, _ in walk_files(root)]
+        else:
+            candidates = [(p, p.stat().st_size) for p in sorted(p for p in root.rglob("*") if p.is_file())]
         base = root.parent if root.is_file() else root
-        for path in candidates:
+        for path, size in candidates:
             fmt = detect(path)
             if fmt is None or fmt not in wanted:
                 key = "".join(path.suffixes[-2:]).lower() or "(none)"
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
             files.append(
-                {"path": str(path), "rel": str(path.relative_to(base)), "format": fmt, "size": path.stat().st_size}
+                {"path": str(path), "rel": str(path.relative_to(base)), "format": fmt, "size": size}
             )
     return files, dict(sorted(skipped.items(), key=lambda kv: -kv[1]))
 
@@ -120,7 +125,7 @@ def iter_chunks(path: str, config: IngestConfig) -> Iterator[bytes]:
     the decompression cap (gzip bombs) is handed out before the error is raised, so the
     good records in front of the damage survive.
     """
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         if not path.lower().endswith(".gz"):
             while chunk := handle.read(READ_CHUNK):
                 yield chunk
@@ -214,7 +219,7 @@ def html_to_text(html: str, main_content: bool = True) -> tuple[str, str | None]
 
 
 def _mtime(path: str) -> datetime:
-    return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
+    return datetime.fromtimestamp(location(path).stat().st_mtime, tz=timezone.utc)
 
 
 class RowSettings(Protocol):
@@ -274,7 +279,7 @@ def _read_whole_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dic
     row = working_row(
         config,
         rel,
-        url=Path(path).as_uri(),
+        url=path if is_uri(location(path)) else Path(path).as_uri(),
         title=title,
         text=text,
         fetched_at=_mtime(path),

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.errors import SchemaError
+from pipelines.storage import open_binary
 
 DOCUMENT_SCHEMA = pa.schema(
     [
@@ -134,7 +135,8 @@ def validate_dataset(path: Path, expected: pa.Schema = DOCUMENT_SCHEMA) -> list[
     files = dataset_files(path)
     for file in files:
         try:
-            schema = pq.read_schema(file)
+            with open_binary(file) as handle:
+                schema = pq.read_schema(handle)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SchemaError(f"{file}: not a readable Parquet file ({exc})") from exc
         parts = file.relative_to(path).parts[:-1] if path.is_dir() else ()

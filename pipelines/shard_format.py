@@ -32,6 +32,8 @@ from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 
+from pipelines.storage import is_uri, open_binary, write_text
+
 FORMAT_NAME = "corpusforge-token-shards"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -105,19 +107,47 @@ class Manifest:
         }
 
 
+class _HashingSink:
+    """A binary file wrapper that counts and hashes what is written through it."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.digest.update(view)
+        self.size += view.nbytes
+        return self.raw.write(view)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.raw.close()
+
+
 class ShardWriter:
     """Writes one shard: ``add`` documents, then ``close`` returns its :class:`ShardInfo`.
 
-    The shard is written to a hidden temporary name and renamed when closed, so a killed
-    writer leaves no file that looks like a shard.
+    Locally the shard is written to a hidden temporary name and renamed when closed, so a
+    killed writer leaves no file that looks like a shard. On a URI (object store) the shard is
+    one object, put when closed (atomic by itself). Size and SHA-256 are taken while writing.
     """
 
     def __init__(self, path: Path, token_dtype: pa.DataType, with_loss_mask: bool) -> None:
         self.path = path
         self.schema = shard_schema(token_dtype, with_loss_mask)
-        self._tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self._sink = pa.OSFile(str(self._tmp), "wb")
-        self._writer = pa.ipc.new_stream(self._sink, self.schema)
+        self._tmp = path if is_uri(path) else path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self._sink = _HashingSink(open_binary(self._tmp, "wb"))
+        self._writer = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), self.schema)
         self._pending: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self.docs = 0
         self.tokens = 0
@@ -143,28 +173,23 @@ class ShardWriter:
         self._flush()
         self._writer.close()
         self._sink.close()
-        os.replace(self._tmp, self.path)
-        return ShardInfo(self.path.name, self.docs, self.tokens, self.path.stat().st_size, file_sha256(self.path))
+        if self._tmp != self.path:
+            os.replace(self._tmp, self.path)
+        return ShardInfo(self.path.name, self.docs, self.tokens, self._sink.size, self._sink.digest.hexdigest())
 
     def abort(self) -> None:
         try:
             self._writer.close()
             self._sink.close()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            if self._tmp != self.path:
+                self._tmp.unlink(missing_ok=True)
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
-    """Write ``manifest.json`` atomically (temporary file, fsync, rename)."""
+    """Write ``manifest.json`` atomically (see :func:`pipelines.storage.write_text`)."""
     target = directory / MANIFEST_FILE
-    tmp = directory / f".{MANIFEST_FILE}.tmp"
-    data = asdict(manifest)
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    write_text(target, json.dumps(asdict(manifest), indent=2) + "\n")
     return target
 
 

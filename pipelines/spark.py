@@ -41,7 +41,8 @@ class SparkSettings(BaseModel):
     app_name: str = "corpusforge"
     driver_memory: str = Field("2g", description="JVM heap of the driver, e.g. 2g")
     shuffle_partitions: int | None = Field(
-        None, ge=1, description="spark.sql.shuffle.partitions; default: 4 per local core"
+        None, ge=1, description="spark.sql.shuffle.partitions; default: sized per stage from its input "
+        "(8 MB of input per partition, at least 4 per core)"
     )
     log_level: str = Field("WARN", pattern="^(ALL|DEBUG|INFO|WARN|ERROR|FATAL|OFF)$")
     conf: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
@@ -96,6 +97,9 @@ def spark_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.driver.extraJavaOptions": driver_opts,
         "spark.executor.extraJavaOptions": java_opts,
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions or 4 * cores),
+        # Unset shuffle_partitions: each stage sizes its shuffles from its input (size_shuffles).
+        AUTO_SHUFFLE_KEY: "false" if settings.shuffle_partitions else "true",
+        "spark.sql.adaptive.advisoryPartitionSizeInBytes": "32m",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Rows here are whole documents (KBs to MBs), not analytics records: smaller input
         # splits and Arrow batches keep each task's memory bounded whatever the corpus size.
@@ -118,6 +122,24 @@ def spark_conf(settings: SparkSettings) -> dict[str, str]:
     }
     conf.update(settings.conf)
     return conf
+
+
+AUTO_SHUFFLE_KEY = "spark.corpusforge.shuffle.auto"
+# Input bytes (compressed Parquet or raw files) per shuffle partition: about 30 MB of rows in
+# memory, so a shuffle task's share stays bounded whatever the corpus size; adaptive execution
+# merges partitions that come out smaller.
+SHUFFLE_INPUT_BYTES_PER_PARTITION = 8 * 1024 * 1024
+
+
+def size_shuffles(spark: "SparkSession", input_bytes: int) -> int:
+    """Set ``spark.sql.shuffle.partitions`` for a stage reading ``input_bytes``: at least 4 per
+    core of the application, more as the input grows (unless the recipe fixed the number)."""
+    if spark.conf.get(AUTO_SHUFFLE_KEY, "false") != "true":
+        return int(spark.conf.get("spark.sql.shuffle.partitions"))
+    floor = 4 * spark.sparkContext.defaultParallelism
+    partitions = max(floor, -(-input_bytes // SHUFFLE_INPUT_BYTES_PER_PARTITION))
+    spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+    return partitions
 
 
 def get_spark(settings: SparkSettings | None = None) -> "SparkSession":

@@ -36,7 +36,9 @@ from pydantic import BaseModel
 
 from pipelines.errors import StageInputError, StageLockedError
 from pipelines.progress import spark_progress
+from pipelines.spark import size_shuffles
 from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, validate_dataset
+from pipelines.storage import absolute, arrow_filesystem, is_uri, location, move_tree, remove_tree, walk_files, write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -71,6 +73,8 @@ class Stage(ABC):
     reads_raw_files: ClassVar[bool] = False
     # True for stages that can run without input paths (crawl: seeds may be in the recipe).
     inputs_optional: ClassVar[bool] = False
+    # False for stages whose Python side writes files only a local or mounted path can take (crawl).
+    writes_uris: ClassVar[bool] = True
     # Further modules whose code decides the output (e.g. "filters.quality"): part of the fingerprint.
     code_modules: ClassVar[tuple[str, ...]] = ()
 
@@ -155,20 +159,21 @@ def input_fingerprint(path: Path) -> str:
             pass
     if path.is_file():
         st = path.stat()
-        return hash_json([path.name, st.st_size, st.st_mtime_ns])
+        return hash_json([path.name, st.st_size, getattr(st, "st_mtime_ns", None) or int(st.st_mtime * 1e9)])
     if not path.exists():
         raise StageInputError(f"{path}: input does not exist")
-    entries = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = Path(root, name)
-            try:
-                st = full.stat()
-            except OSError:
-                continue
-            entries.append([str(full.relative_to(path)), st.st_size, st.st_mtime_ns])
-    return hash_json(entries)
+    return hash_json([list(entry) for entry in walk_files(path)])
+
+
+def input_bytes(inputs: list[Path]) -> int:
+    """Total size of the files of ``inputs`` (0 for inputs that do not exist)."""
+    total = 0
+    for path in inputs:
+        if path.is_file():
+            total += path.stat().st_size
+        elif path.exists():
+            total += sum(size for _, size, _ in walk_files(path))
+    return total
 
 
 def code_fingerprint(stage: "Stage | Any") -> str:
@@ -199,7 +204,7 @@ def stage_fingerprint(stage: "Stage | Any", inputs: list[Path], config: BaseMode
 def spark_stage_fingerprint(stage: Stage, inputs: list[Path], config: BaseModel, keep_rejects: Path | None = None) -> str:
     """The fingerprint :func:`run_stage` gives this run (``inputs`` resolved): also what a flow
     uses as the stage's cache key and what ``--dry-run`` compares with the finished output."""
-    options = {"keep_rejects": str(keep_rejects.resolve())} if keep_rejects is not None else {}
+    options = {"keep_rejects": str(absolute(keep_rejects))} if keep_rejects is not None else {}
     options.update(stage.fingerprint_extras(config))
     return stage_fingerprint(stage, inputs, config, options)
 
@@ -238,10 +243,22 @@ def run_stats(
 
 def publish(tmp: Path, output: Path, stats: dict[str, Any]) -> None:
     """Finish a stage: ``_stats.json``, then ``_SUCCESS``, then the rename of ``tmp`` to ``output``
-    (an earlier output is moved aside first and removed after)."""
-    atomic_write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    (an earlier output is moved aside first and removed after).
+
+    On a URI (object stores have no atomic rename) the order is: the earlier output's
+    ``_SUCCESS`` removed, the earlier output removed, the files moved, then ``_stats.json`` and
+    ``_SUCCESS`` written last, so a run killed at any point leaves no output that looks finished.
+    """
     marker = {"stage": stats["stage"], "fingerprint": stats["fingerprint"], "finished_at": stats["finished_at"]}
-    atomic_write_text(tmp / SUCCESS_FILE, json.dumps(marker) + "\n")
+    if is_uri(output):
+        remove_tree(output / SUCCESS_FILE)
+        remove_tree(output)
+        move_tree(tmp, output)
+        write_text(output / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+        write_text(output / SUCCESS_FILE, json.dumps(marker) + "\n")
+        return
+    write_text(tmp / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    write_text(tmp / SUCCESS_FILE, json.dumps(marker) + "\n")
     if output.exists():
         trash = output.parent / f".{output.name}.tmp-{os.getpid()}-old"
         os.rename(output, trash)
@@ -253,6 +270,11 @@ def publish(tmp: Path, output: Path, stats: dict[str, Any]) -> None:
 
 @contextmanager
 def output_lock(output: Path) -> Iterator[None]:
+    """One writer per output: an exclusive lock file beside it. Object stores have no locks; a
+    flow runs each stage once, and two hand-started runs on one URI output must be avoided."""
+    if is_uri(output):
+        yield
+        return
     lock_path = output.parent / f".{output.name}.lock"
     with open(lock_path, "a+") as handle:
         try:
@@ -279,16 +301,7 @@ def leftovers(output: Path) -> list[Path]:
 def remove_leftovers(output: Path) -> None:
     for leftover in leftovers(output):
         log.warning("removing unfinished output of an earlier, interrupted run: %s", leftover)
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+        remove_tree(leftover)
 
 
 def length_bucket(n: int) -> int:
@@ -370,7 +383,8 @@ def rejects_stats(rejects: Path, stage_name: str) -> dict[str, Any]:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(str(rejects), format="parquet")
+    filesystem, where = arrow_filesystem(rejects)
+    dataset = ds.dataset(where, format="parquet", filesystem=filesystem)
     table = dataset.to_table(columns=["reason", "bytes_in"])
     dropped: dict[str, Any] = {}
     if table.num_rows:
@@ -407,7 +421,7 @@ def _write_full_rejects(working: "DataFrame", target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp)
     (
         working.where(F.col(DROP_REASON).isNotNull())
         .select(
@@ -419,9 +433,8 @@ def _write_full_rejects(working: "DataFrame", target: Path) -> None:
         .write.partitionBy("filter")
         .parquet(str(tmp))
     )
-    if target.exists():
-        shutil.rmtree(target)
-    os.rename(tmp, target)
+    remove_tree(target)
+    move_tree(tmp, target)
 
 
 def run_stage(
@@ -443,8 +456,8 @@ def run_stage(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    output = output.resolve()
-    inputs = [Path(p).resolve() for p in inputs]
+    output = absolute(location(output))
+    inputs = [absolute(location(p)) for p in inputs]
     if not inputs and not stage.inputs_optional:
         raise StageInputError(f"stage {stage.name}: no input given")
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -457,11 +470,12 @@ def run_stage(
         remove_leftovers(output)
         stage.output_path = output
         session = spark()
+        partitions = size_shuffles(session, input_bytes(inputs))
 
         tmp = output.parent / f".{output.name}.tmp-{os.getpid()}"
         started = time.time()
         started_at = datetime.now(timezone.utc).isoformat()
-        log.info("%s: %s -> %s", stage.name, ", ".join(map(str, inputs)), output)
+        log.info("%s: %s -> %s (%d shuffle partitions)", stage.name, ", ".join(map(str, inputs)), output, partitions)
         working = stage.transform(session, inputs, config).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             with spark_progress(session, stage.name):
@@ -485,8 +499,8 @@ def run_stage(
                 stats.update(stage.summarize(working, stats, config))
                 stage.write_extras(tmp, config)
                 if keep_rejects is not None:
-                    _write_full_rejects(working, keep_rejects.resolve())
-                    stats["rejects_dir"] = str(keep_rejects.resolve())
+                    _write_full_rejects(working, absolute(location(keep_rejects)))
+                    stats["rejects_dir"] = str(absolute(location(keep_rejects)))
         finally:
             working.unpersist()
             stage.release()

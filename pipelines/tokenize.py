@@ -35,6 +35,8 @@ from pipelines.schema import (
 )
 from pipelines.shard_format import Manifest, ShardInfo, ShardWriter, token_type, write_manifest
 from pipelines.stage import hash_json, union_all
+from pipelines.storage import location, open_binary, remove_tree
+from pipelines.tokenizer import tokenizer_files
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -62,16 +64,19 @@ class TokenizeConfig(DocumentStageConfig):
 def is_conversation_dataset(path: Path) -> bool:
     import pyarrow.parquet as pq
 
-    return "messages" in pq.read_schema(dataset_files(path)[0]).names
+    with open_binary(dataset_files(path)[0]) as handle:
+        return "messages" in pq.read_schema(handle).names
 
 
-def conversation_runner(directory: str, max_doc_bytes: int) -> Any:
-    """``mapInArrow`` function: conversations -> working rows holding the rendered chat."""
+def conversation_runner(shipped: Any, sha256: str, max_doc_bytes: int) -> Any:
+    """``mapInArrow`` function: conversations -> working rows holding the rendered chat.
+
+    ``shipped``: a broadcast of :func:`~pipelines.tokenizer.tokenizer_files`."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pipelines.tokenizer import ChatTemplateError, chat_tokenizer, render_conversation
+        from pipelines.tokenizer import ChatTemplateError, chat_tokenizer, render_conversation, unpacked_tokenizer
 
-        tokenizer = chat_tokenizer(directory)
+        tokenizer = chat_tokenizer(unpacked_tokenizer(shipped.value, sha256))
         for batch in batches:
             rows: Rows = []
             for conversation in batch.to_pylist():
@@ -105,16 +110,17 @@ def conversation_runner(directory: str, max_doc_bytes: int) -> Any:
 
 
 def shard_writer_task(
-    directory: str, output: str, token_dtype: pa.DataType, with_loss_mask: bool, eos_id: int, shard_tokens: int
+    shipped: Any, sha256: str, output: str, token_dtype: pa.DataType, with_loss_mask: bool, eos_id: int, shard_tokens: int
 ) -> Any:
-    """``mapInArrow`` function run by each task: tokenize its documents into its own shards."""
+    """``mapInArrow`` function run by each task: tokenize its documents into its own shards
+    under ``output`` (a path or URI the executors can write)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
 
-        from pipelines.tokenizer import fast_tokenizer, mask_from_spans
+        from pipelines.tokenizer import fast_tokenizer, mask_from_spans, unpacked_tokenizer
 
-        tokenizer = fast_tokenizer(directory)
+        tokenizer = fast_tokenizer(unpacked_tokenizer(shipped.value, sha256))
         partition = TaskContext.get().partitionId()
         writer: ShardWriter | None = None
         sequence = 0
@@ -136,7 +142,7 @@ def shard_writer_task(
                         mask = mask_from_spans(encoding.offsets, json.loads(spans)) + [0]
                     if writer is None:
                         name = f"shard-{partition:05d}-{sequence:04d}.arrow"
-                        writer = ShardWriter(Path(output) / name, token_dtype, with_loss_mask)
+                        writer = ShardWriter(location(output) / name, token_dtype, with_loss_mask)
                     writer.add(doc_id, tokens, mask)
                     if writer.tokens >= shard_tokens:
                         yield finished(writer.close())
@@ -180,6 +186,7 @@ class TokenizeStage(DocumentStage):
         if getattr(self, "_info_for", None) != (config.tokenizer, config.eos_token):
             self.fingerprint_extras(config)
         self.has_chat = False
+        self.shipped = spark.sparkContext.broadcast(tokenizer_files(self.info.directory))
         frames = []
         for path in inputs:
             if is_conversation_dataset(path):
@@ -188,11 +195,17 @@ class TokenizeStage(DocumentStage):
                 conversations = spread_over_cores(
                     spark, spark.read.parquet(str(path)).select(*CONVERSATION_SCHEMA.names), [path]
                 )
-                run = conversation_runner(self.info.directory, config.max_doc_bytes)
+                run = conversation_runner(self.shipped, self.info.sha256, config.max_doc_bytes)
                 frames.append(conversations.mapInArrow(run, from_arrow_schema(WORKING_SCHEMA)))
             else:
                 frames.append(super().transform(spark, [path], config))  # the document stages' guards
         return union_all(frames)
+
+    def release(self) -> None:
+        shipped = getattr(self, "shipped", None)
+        if shipped is not None:
+            shipped.unpersist()
+            self.shipped = None
 
     def write_kept(self, kept: "DataFrame", output: Path, config: BaseModel) -> None:
         from pyspark.sql.pandas.types import from_arrow_schema
@@ -201,11 +214,11 @@ class TokenizeStage(DocumentStage):
         output.mkdir(parents=True, exist_ok=True)
         token_dtype = token_type(self.info.vocab_size)
         run = shard_writer_task(
-            self.info.directory, str(output), token_dtype, self.has_chat, self.info.eos_id, config.shard_tokens
+            self.shipped, self.info.sha256, str(output), token_dtype, self.has_chat, self.info.eos_id, config.shard_tokens
         )
         rows = kept.select("id", "text", "metadata").mapInArrow(run, from_arrow_schema(SHARD_ROW_SCHEMA)).collect()
         for leftover in output.glob(".shard-*.tmp-*"):  # from task attempts that failed and were retried
-            leftover.unlink(missing_ok=True)
+            remove_tree(leftover)
         shards = sorted((ShardInfo(**row.asDict()) for row in rows), key=lambda s: s.path)
         manifest = Manifest(
             tokenizer=self.info.manifest_entry(),

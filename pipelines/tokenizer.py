@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,30 @@ def _cached(kind: str, directory: str, load: Any) -> Any:
             if loaded is None:
                 loaded = _LOADED[key] = load()
     return loaded
+
+
+def tokenizer_files(directory: str) -> dict[str, bytes]:
+    """The files of a tokenizer directory (a few MB), to ship to executors: on a cluster they
+    cannot see the driver's disk, where the tokenizer was found or converted."""
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.is_file()}
+
+
+def unpacked_tokenizer(files: dict[str, bytes], sha256: str) -> str:
+    """On an executor: the shipped tokenizer, written once per machine into the temporary
+    directory (keyed by the tokenizer's hash); returns that directory."""
+    target = Path(tempfile.gettempdir()) / f"corpusforge-tokenizer-{sha256[:24]}"
+    if (target / TOKENIZER_FILE).is_file():
+        return str(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, data in files.items():
+        (tmp / name).write_bytes(data)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another worker unpacked it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
 
 
 def fast_tokenizer(directory: str) -> Any:

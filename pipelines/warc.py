@@ -104,6 +104,7 @@ from warcio.statusandheaders import StatusAndHeadersParser
 
 from pipelines.ingest import READ_CHUNK, IngestStage, list_input_files, DecompressionLimit, keep_or_drop, rejected_row, working_row, html_to_text, looks_binary
 from pipelines.schema import BYTES_IN
+from pipelines.storage import open_binary
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -950,7 +951,7 @@ def read_warc(file: dict[str, Any], config: WarcIngestConfig) -> Iterator[dict[s
         yield rejected_row(config, rel, "file_too_large", detail, file["size"])
         return
     try:
-        with open(path, "rb") as handle:
+        with open_binary(path) as handle:
             reader = _WarcReader(handle, file, config)
             try:
                 yield from reader.rows()

@@ -43,7 +43,6 @@ from pipelines.stage import (
     REJECTS_DIR,
     StageResult,
     add_length_histograms,
-    atomic_write_text,
     current_result,
     hash_json,
     input_fingerprint,
@@ -55,6 +54,7 @@ from pipelines.stage import (
     run_stats,
     stage_fingerprint,
 )
+from pipelines.storage import write_text
 from synth.backends import Backend, Generation, GenerationConfig, Message, SamplingParams, backend_identity, make_backend
 
 log = logging.getLogger("corpusforge.synth")
@@ -235,7 +235,7 @@ def _write_partition(state_dir: Path, index: int, part: Partition, meter: Meter)
         "state": part.state,
         "generation": vars(meter),
     }
-    atomic_write_text(tmp / PARTITION_FILE, json.dumps(info) + "\n")
+    write_text(tmp / PARTITION_FILE, json.dumps(info) + "\n")
     os.rename(tmp, final)
 
 
@@ -307,7 +307,7 @@ def run_synth_stage(
                 log.info("%s: settings or inputs changed; discarding the partitions of an earlier run", stage.name)
             shutil.rmtree(state_dir, ignore_errors=True)
             state_dir.mkdir(parents=True)
-            atomic_write_text(key_file, fingerprint + "\n")
+            write_text(key_file, fingerprint + "\n")
         for leftover in state_dir.glob(".part-*.tmp-*"):
             shutil.rmtree(leftover, ignore_errors=True)
 
