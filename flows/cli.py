@@ -3,7 +3,7 @@
     corpusforge run RECIPE [--out DIR] [--set KEY=VALUE ...]
     corpusforge stage NAME --in PATH --out PATH [--set KEY=VALUE ...]
     corpusforge validate RECIPE [--set KEY=VALUE ...]
-    corpusforge serve RECIPE [--cron "0 3 * * 1"] [--out DIR] [--set KEY=VALUE ...]
+    corpusforge serve RECIPE [--cron "0 3 * * 1"] [--work-pool POOL] [--out DIR] [--set KEY=VALUE ...]
     corpusforge stages
 """
 
@@ -206,11 +206,22 @@ def serve(
     name: Annotated[Optional[str], typer.Option("--name", help="Deployment name (default: the recipe's name).")] = None,
     sets: SetOption = None,
     spark_master: MasterOption = None,
+    work_pool: Annotated[
+        Optional[str],
+        typer.Option(
+            "--work-pool",
+            metavar="POOL",
+            help="Register the deployment with this existing work pool and exit; its workers "
+            "(`prefect worker start --pool POOL`) run the flow runs. Needs PREFECT_API_URL.",
+        ),
+    ] = None,
 ) -> None:
     """Register the recipe as a Prefect deployment with a schedule, and run its scheduled runs.
 
     Talks to the Prefect server at PREFECT_API_URL (`prefect server start`, or a remote one);
     runs triggered from the UI or the API run here too. Stop with Ctrl-C (the schedule pauses).
+    With --work-pool, registers the deployment with that pool and exits instead: the pool's
+    workers run the scheduled and triggered runs.
     """
     overrides = _overrides(sets, spark_master)
     if cron is not None:
@@ -224,15 +235,43 @@ def serve(
     from prefect.settings import PREFECT_API_URL
 
     deployment = deployment_for(parsed, out_dir, name=name)
+    schedule = f"cron {parsed.orchestration.cron!r} ({parsed.orchestration.timezone})" if parsed.orchestration.cron else "no schedule (runs on demand)"
+    if work_pool is not None:
+        _register_with_pool(deployment, work_pool, schedule, out_dir)
+        return
     if not PREFECT_API_URL.value():  # from the environment or the active Prefect profile
         console.print(
             "[yellow]warning:[/] PREFECT_API_URL is not set: serving against a temporary local Prefect server "
             "that stops with this process. Start one with `prefect server start` and set "
             "PREFECT_API_URL=http://127.0.0.1:4200/api to keep the deployment and its runs."
         )
-    schedule = f"cron {parsed.orchestration.cron!r} ({parsed.orchestration.timezone})" if parsed.orchestration.cron else "no schedule (runs on demand)"
     console.print(f"serving deployment [bold]{deployment.flow_name}/{deployment.name}[/]: {schedule}; outputs in {out_dir}")
     serve_deployments([deployment])
+
+
+def _register_with_pool(deployment, pool_name: str, schedule: str, out_dir: Path) -> None:
+    """``serve --work-pool``: the deployment goes to the pool's workers; this process exits."""
+    from flows.deploy import register_deployments, work_pool
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise CorpusforgeError(
+            "--work-pool registers the deployment on a Prefect server, and PREFECT_API_URL is not set: "
+            "start one with `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "(or the address of a remote server)"
+        )
+    pool = work_pool(pool_name)
+    [deployment_id] = register_deployments([deployment], pool.name)
+    full_name = f"{deployment.flow_name}/{deployment.name}"
+    console.print(
+        f"registered deployment [bold]{full_name}[/] on work pool [bold]{pool.name}[/] ({pool.type}): "
+        f"{schedule}; outputs in {out_dir}",
+        highlight=False,
+    )
+    typer.echo(f"deployment: {full_name}")
+    typer.echo(f"id:         {deployment_id}")
+    typer.echo(f"worker:     prefect worker start --pool {pool.name} --type {pool.type}")
+    typer.echo(f"run now:    prefect deployment run {full_name}")
 
 
 @app.command()
