@@ -23,6 +23,7 @@ from rich.table import Table
 
 from flows.recipe import Recipe, default_recipe, load_recipe
 from pipelines.errors import CorpusforgeError
+from pipelines.storage import is_uri, location
 from flows.registry import STAGES
 
 app = typer.Typer(
@@ -126,8 +127,18 @@ def validate(
         typer.echo(yaml.safe_dump(parsed.model_dump(mode="json"), sort_keys=False))
 
 
-def _build_dir(parsed: Recipe, out: Path | None) -> Path:
-    return (out or Path("build") / parsed.name).resolve()
+def _build_dir(parsed: Recipe, out: str | Path | None) -> Path:
+    """OUT of a whole build: a local or mounted directory (``file://`` URIs included), because
+    the run report, the logs and Prefect's result cache are written there with local file I/O."""
+    where = location(out) if out is not None else Path("build") / parsed.name
+    if is_uri(where):
+        if getattr(where, "protocol", "") != "file":
+            raise CorpusforgeError(
+                f"--out {out}: a whole build writes to a local or mounted directory; run single stages "
+                "with `corpusforge stage NAME --out URI` to write to an object store (docs/scaling.md)"
+            )
+        where = Path(where.path)
+    return where.resolve()
 
 
 def _print_plan(parsed: Recipe, out_dir: Path, force: bool, keep_rejects: Path | None) -> bool:
@@ -165,7 +176,7 @@ def _short(path: Path, root: Path) -> str:
 @app.command()
 def run(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML file.")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: build/<recipe name>).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Output directory (default: build/<recipe name>).")] = None,
     sets: SetOption = None,
     spark_master: MasterOption = None,
     force: ForceOption = False,
@@ -202,7 +213,7 @@ def serve(
     timezone: Annotated[
         Optional[str], typer.Option("--timezone", help="Time zone of the schedule (default: orchestration.timezone).")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: build/<recipe name>).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Output directory (default: build/<recipe name>).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Deployment name (default: the recipe's name).")] = None,
     sets: SetOption = None,
     spark_master: MasterOption = None,
@@ -277,10 +288,10 @@ def _register_with_pool(deployment, pool_name: str, schedule: str, out_dir: Path
 @app.command()
 def stage(
     name: Annotated[str, typer.Argument(help=f"Stage name: {', '.join(STAGES)}.")],
-    out: Annotated[Path, typer.Option("--out", help="Output dataset directory.")],
+    out: Annotated[str, typer.Option("--out", help="Output dataset directory: a path or a URI (file://, s3a://, gs://, hdfs://).")],
     in_path: Annotated[
-        Optional[list[Path]],
-        typer.Option("--in", help="Input path (repeatable for raw-file stages; optional for crawl with crawl.seeds)."),
+        Optional[list[str]],
+        typer.Option("--in", help="Input path or URI (repeatable for raw-file stages; optional for crawl with crawl.seeds)."),
     ] = None,
     sets: SetOption = None,
     recipe: Annotated[
@@ -300,7 +311,8 @@ def stage(
     from pipelines.spark import spark_scope
 
     with spark_scope():
-        result = execute_stage(parsed, name, list(in_path or []), out, force=force, keep_rejects=keep_rejects)
+        inputs = [location(p) for p in in_path or []]
+        result = execute_stage(parsed, name, inputs, location(out), force=force, keep_rejects=keep_rejects)
     _print_stages_table([stage_summary(result)])
     typer.echo(f"output: {result.output}")
     typer.echo(f"stats:  {result.output / '_stats.json'}")
