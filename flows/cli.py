@@ -45,7 +45,7 @@ SetOption = Annotated[
 ]
 MasterOption = Annotated[
     Optional[str],
-    typer.Option("--spark-master", help="Spark master URL: local[*] (default), local[N] or spark://host:7077."),
+    typer.Option("--spark-master", help="Spark master URL: local[*] (default), local[N], spark://host:7077, yarn or k8s://https://host:port."),
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Rerun stages even if their output is current.")]
 RejectsOption = Annotated[

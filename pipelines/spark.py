@@ -37,7 +37,7 @@ class SparkSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    master: str = Field("local[*]", description="local[*], local[N] or spark://host:port")
+    master: str = Field("local[*]", description="local[*], local[N], spark://host:port, yarn or k8s://https://host:port")
     app_name: str = "corpusforge"
     driver_memory: str = Field("2g", description="JVM heap of the driver, e.g. 2g")
     shuffle_partitions: int | None = Field(

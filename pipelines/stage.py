@@ -36,8 +36,8 @@ from pydantic import BaseModel
 
 from pipelines.errors import StageInputError, StageLockedError
 from pipelines.progress import spark_progress
-from pipelines.spark import size_shuffles
 from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, validate_dataset
+from pipelines.spark import size_shuffles
 from pipelines.storage import absolute, arrow_filesystem, is_uri, location, move_tree, remove_tree, walk_files, write_text
 
 if TYPE_CHECKING:

@@ -68,7 +68,7 @@ def is_conversation_dataset(path: Path) -> bool:
         return "messages" in pq.read_schema(handle).names
 
 
-def conversation_runner(shipped: Any, sha256: str, max_doc_bytes: int) -> Any:
+def conversation_runner(shipped: Any, max_doc_bytes: int) -> Any:
     """``mapInArrow`` function: conversations -> working rows holding the rendered chat.
 
     ``shipped``: a broadcast of :func:`~pipelines.tokenizer.tokenizer_files`."""
@@ -76,7 +76,7 @@ def conversation_runner(shipped: Any, sha256: str, max_doc_bytes: int) -> Any:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pipelines.tokenizer import ChatTemplateError, chat_tokenizer, render_conversation, unpacked_tokenizer
 
-        tokenizer = chat_tokenizer(unpacked_tokenizer(shipped.value, sha256))
+        tokenizer = chat_tokenizer(unpacked_tokenizer(shipped.value))
         for batch in batches:
             rows: Rows = []
             for conversation in batch.to_pylist():
@@ -110,7 +110,7 @@ def conversation_runner(shipped: Any, sha256: str, max_doc_bytes: int) -> Any:
 
 
 def shard_writer_task(
-    shipped: Any, sha256: str, output: str, token_dtype: pa.DataType, with_loss_mask: bool, eos_id: int, shard_tokens: int
+    shipped: Any, output: str, token_dtype: pa.DataType, with_loss_mask: bool, eos_id: int, shard_tokens: int
 ) -> Any:
     """``mapInArrow`` function run by each task: tokenize its documents into its own shards
     under ``output`` (a path or URI the executors can write)."""
@@ -120,7 +120,7 @@ def shard_writer_task(
 
         from pipelines.tokenizer import fast_tokenizer, mask_from_spans, unpacked_tokenizer
 
-        tokenizer = fast_tokenizer(unpacked_tokenizer(shipped.value, sha256))
+        tokenizer = fast_tokenizer(unpacked_tokenizer(shipped.value))
         partition = TaskContext.get().partitionId()
         writer: ShardWriter | None = None
         sequence = 0
@@ -195,7 +195,7 @@ class TokenizeStage(DocumentStage):
                 conversations = spread_over_cores(
                     spark, spark.read.parquet(str(path)).select(*CONVERSATION_SCHEMA.names), [path]
                 )
-                run = conversation_runner(self.shipped, self.info.sha256, config.max_doc_bytes)
+                run = conversation_runner(self.shipped, config.max_doc_bytes)
                 frames.append(conversations.mapInArrow(run, from_arrow_schema(WORKING_SCHEMA)))
             else:
                 frames.append(super().transform(spark, [path], config))  # the document stages' guards
@@ -214,7 +214,7 @@ class TokenizeStage(DocumentStage):
         output.mkdir(parents=True, exist_ok=True)
         token_dtype = token_type(self.info.vocab_size)
         run = shard_writer_task(
-            self.shipped, self.info.sha256, str(output), token_dtype, self.has_chat, self.info.eos_id, config.shard_tokens
+            self.shipped, str(output), token_dtype, self.has_chat, self.info.eos_id, config.shard_tokens
         )
         rows = kept.select("id", "text", "metadata").mapInArrow(run, from_arrow_schema(SHARD_ROW_SCHEMA)).collect()
         for leftover in output.glob(".shard-*.tmp-*"):  # from task attempts that failed and were retried

@@ -24,6 +24,7 @@ Templates whose shorter renderings are not prefixes of the full one are refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -163,10 +164,14 @@ def tokenizer_files(directory: str) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.is_file()}
 
 
-def unpacked_tokenizer(files: dict[str, bytes], sha256: str) -> str:
+def unpacked_tokenizer(files: dict[str, bytes]) -> str:
     """On an executor: the shipped tokenizer, written once per machine into the temporary
-    directory (keyed by the tokenizer's hash); returns that directory."""
-    target = Path(tempfile.gettempdir()) / f"corpusforge-tokenizer-{sha256[:24]}"
+    directory (keyed by the hash of all its files: a changed chat template is a new directory);
+    returns that directory."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    target = Path(tempfile.gettempdir()) / f"corpusforge-tokenizer-{digest.hexdigest()[:24]}"
     if (target / TOKENIZER_FILE).is_file():
         return str(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")

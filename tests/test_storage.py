@@ -152,3 +152,14 @@ def test_uri_outputs_are_refused_where_they_cannot_work(corpus: Path, tmp_path: 
     recipe.write_text(f"name: r\nstages: [ingest]\ningest:\n  paths: [{corpus}]\n")
     refused = runner.invoke(app, ["run", str(recipe), "--out", "s3a://bucket/build", "--dry-run"])
     assert refused.exit_code != 0 and "corpusforge stage" in str(refused.exception or refused.output)
+
+
+def test_a_shipped_tokenizer_is_unpacked_once_per_content() -> None:
+    from pipelines.tokenizer import tokenizer_files, unpacked_tokenizer
+
+    files = tokenizer_files(resolve_tokenizer(None).directory)
+    first = unpacked_tokenizer(files)
+    assert unpacked_tokenizer(files) == first
+    assert {p.name: p.read_bytes() for p in Path(first).iterdir()} == files
+    changed = {**files, "tokenizer_config.json": files["tokenizer_config.json"] + b" "}
+    assert unpacked_tokenizer(changed) != first  # a new chat template is not served from the old copy
