@@ -283,7 +283,7 @@ class StepResult:
 # --------------------------------------------------------------------------- running
 
 
-def _recipe(stages: Sequence[str], master: str, ui_port: int, corpus: Path) -> Any:
+def _recipe(stages: Sequence[str], master: str, ui_port: int, corpus: Path, driver_memory: str) -> Any:
     from flows.recipe import default_recipe
 
     return default_recipe(
@@ -292,6 +292,7 @@ def _recipe(stages: Sequence[str], master: str, ui_port: int, corpus: Path) -> A
             f"ingest.paths=[{corpus}]",
             "ingest.formats=[jsonl]",
             f"spark.master={master}",
+            f"spark.driver_memory={driver_memory}",
             "spark.conf={"
             "'spark.ui.enabled': 'true', "
             f"'spark.ui.port': '{ui_port}', "
@@ -302,7 +303,9 @@ def _recipe(stages: Sequence[str], master: str, ui_port: int, corpus: Path) -> A
     )
 
 
-def run_size(pipelines: Sequence[str], size: int, work: Path, cluster: StandaloneCluster, console: Any) -> list[StepResult]:
+def run_size(
+    pipelines: Sequence[str], size: int, work: Path, cluster: StandaloneCluster, console: Any, driver_memory: str = "2g"
+) -> list[StepResult]:
     from flows.runner import execute_stage
     from pipelines.spark import get_spark
 
@@ -311,7 +314,7 @@ def run_size(pipelines: Sequence[str], size: int, work: Path, cluster: Standalon
     meta = write_corpus(corpus, size)
     console.print(f"  {meta['shards']} JSONL files, {meta['bytes'] / 1e6:,.0f} MB, {meta['kinds']}")
     ui_port = free_port()
-    recipe = _recipe(WEB_STAGES, cluster.master_url, ui_port, corpus)
+    recipe = _recipe(WEB_STAGES, cluster.master_url, ui_port, corpus, driver_memory)
     spark = get_spark(recipe.spark)
     rest = SparkRest(ui_port, spark.sparkContext.applicationId)
     results: list[StepResult] = []
@@ -442,7 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--pipeline", nargs="+", choices=["web", "minhash"], default=["web", "minhash"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/corpusforge-scaling"))
-    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md and write bench/scaling.png")
+    parser.add_argument(
+        "--driver-memory", default="2g", help="driver JVM heap (a run that passes with a small one shows the driver's need)"
+    )
+    parser.add_argument("--plot", type=Path, default=PLOT_FILE, help="where --record writes the plot")
+    parser.add_argument("--record", action="store_true", help="append to bench/RESULTS.md and write the plot")
     args = parser.parse_args(argv)
     console = Console()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -452,12 +459,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = os.cpu_count() or 2
     with StandaloneCluster(args.work / "cluster", workers=1, cores_per_worker=cores, memory_per_worker="6g") as cluster:
         for size in args.sizes:
-            results += run_size(args.pipeline, size, args.work, cluster, console)
+            results += run_size(args.pipeline, size, args.work, cluster, console, args.driver_memory)
             results_file.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     table = markdown(results)
     console.print(table)
     if args.record:
-        plot(results, PLOT_FILE)
+        plot(results, args.plot)
         ended = datetime.now(timezone.utc)
         section = "\n".join(
             [
@@ -467,9 +474,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"- machine: {machine_description()}",
                 f"- command: `python -m bench.scaling {' '.join(argv if argv is not None else sys.argv[1:])}`",
                 f"- commit: `{git_commit()}`",
-                f"- Spark standalone on 127.0.0.1: 1 worker, {cores} cores, executor heap 2g, driver heap 2g; "
+                f"- Spark standalone on 127.0.0.1: 1 worker, {cores} cores, executor heap 2g, driver heap {args.driver_memory}; "
                 "one application per size",
-                f"- plot: [scaling.png](scaling.png); raw numbers: `{results_file}`",
+                f"- plot: [{args.plot.name}]({args.plot.name}); raw numbers: `{results_file}`",
                 "",
                 table,
                 "",
