@@ -51,7 +51,7 @@ from typing import Any, Sequence
 
 import psutil
 
-from bench.harness import MiB, append_section, git_commit, machine_description
+from bench.harness import MiB, ProcessTreeSampler, append_section, git_commit, machine_description
 from bench.make_jsonl import DEFAULT_SOURCES, load_sentences
 from bench.standalone import StandaloneCluster, free_port
 
@@ -198,13 +198,8 @@ class Sampler:
             tick += 1
             self._sample(disk=tick % DISK_SAMPLE_EVERY == 0)
 
-    @staticmethod
-    def _machine_busy() -> float:
-        times = psutil.cpu_times()
-        return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
-
     def __enter__(self) -> "Sampler":
-        self._machine_start = self._machine_busy()
+        self._machine_start = ProcessTreeSampler._machine_busy_seconds()
         self._sample(disk=True)
         started = set(self._cpu_first)
         self._thread.start()
@@ -216,7 +211,7 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         self._sample(disk=True)
-        self.machine_cpu_s = self._machine_busy() - self._machine_start
+        self.machine_cpu_s = ProcessTreeSampler._machine_busy_seconds() - self._machine_start
         self.tree_cpu_s = sum(
             last - (self._cpu_first[pid] if pid in self._started_pids else 0.0) for pid, last in self._cpu_last.items()
         )

@@ -13,10 +13,10 @@ URIs need the fsspec backend of their scheme on the driver *and* the executors (
 ``gcs-connector``); see docs/scaling.md. Credentials come from each library's usual environment
 (``AWS_ACCESS_KEY_ID``…, ``GOOGLE_APPLICATION_CREDENTIALS``), never from a recipe.
 
-What differs on object stores: there is no atomic directory rename, so :func:`publish_tree` moves
-the finished files first and writes the completion marker last (readers trust ``_SUCCESS``, not
-the directory's existence), and there are no file locks, so two runs must not write one output
-(a flow runs each stage once).
+What differs on object stores: there is no atomic directory rename, so
+:func:`pipelines.stage.publish` moves the finished files first and writes the completion marker
+last (readers trust ``_SUCCESS``, not the directory's existence), and there are no file locks, so
+two runs must not write one output (a flow runs each stage once).
 """
 
 from __future__ import annotations
@@ -59,10 +59,6 @@ def open_binary(where: "str | Path", mode: str = "rb") -> IO[bytes]:
     if is_uri(path):
         return path.open(mode)  # type: ignore[return-value]
     return open(path, mode)
-
-
-def size_of(where: "str | Path") -> int:
-    return location(where).stat().st_size
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, int, int]]:
