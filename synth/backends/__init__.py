@@ -22,7 +22,9 @@ class OpenAISettings(BaseModel):
         description="name of the environment variable holding the API key (the key itself never goes "
         "in a recipe); unset or empty variable = no Authorization header",
     )
-    timeout_s: float = Field(120.0, gt=0, description="per request, connect and read")
+    timeout_s: float = Field(
+        120.0, gt=0, description="per request, connect and reply together (a reply dripped slowly is cut off too)"
+    )
     max_retries: int = Field(4, ge=0, description="retries on timeouts, connection errors, 429 and 5xx")
     backoff_s: float = Field(1.0, ge=0, description="first retry delay, doubled each retry (Retry-After wins)")
     max_backoff_s: float = Field(60.0, ge=0)

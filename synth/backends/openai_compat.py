@@ -9,6 +9,9 @@ first 4, the API's limit) and also applied to the reply here, for all of them.
 
 Failures:
 
+* ``timeout_s`` bounds each request as a whole (connect, headers and body together, enforced
+  on every read: a server that drips its reply a byte at a time is cut off at the deadline,
+  not only one that goes silent); it is also the per-read timeout;
 * timeouts, connection errors, HTTP 408, 429 and 5xx are retried up to ``max_retries``
   times, waiting ``backoff_s`` doubled each retry (or the server's ``Retry-After``), never
   more than ``max_backoff_s``; then the request comes back as a failed Generation naming
@@ -35,6 +38,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from synth.backends import GenerationConfig
@@ -46,6 +50,75 @@ MAX_STOP_STRINGS = 4  # the OpenAI API rejects more; the rest are applied client
 MESSAGE_CHARS = 300  # server messages quoted in errors: enough to read, short enough for a stats file
 FATAL_STATUSES = {401, 403, 404}
 RETRY_STATUSES = {408, 429}  # plus every 5xx
+
+
+_DEADLINE = threading.local()  # monotonic deadline of the request this thread is sending
+
+
+def _time_left(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` shortened to what is left before the running request's deadline."""
+    deadline = getattr(_DEADLINE, "at", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the request's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        tls = self._stream.start_tls(ssl_context, server_hostname, _time_left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _enforce_deadlines(client: httpx.Client) -> bool:
+    """Route the client's connections (direct and through proxies) through :class:`_DeadlineStream`.
+    httpx has no total timeout, and its read timeout applies to each read. This reaches into
+    httpx's transports (``_pool``) and httpcore's pools (``_network_backend``); False if a
+    version without them left nothing wrapped."""
+    wrapped = False
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is not None and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+            wrapped = True
+    return wrapped
 
 
 def sanitized_url(url: str) -> str:
@@ -124,6 +197,8 @@ class OpenAIBackend(Backend):
             timeout=httpx.Timeout(settings.timeout_s),
             limits=httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency),
         )
+        if not _enforce_deadlines(self._client):
+            log.warning("httpx %s: cannot bound whole requests; timeout_s applies to each read only", httpx.__version__)
         self._pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="openai-backend")
         self._closed = threading.Event()
 
@@ -146,6 +221,7 @@ class OpenAIBackend(Backend):
     def check(self) -> list[str]:
         """One ``GET {base_url}/models``: raise BackendError if the endpoint cannot be reached or
         rejects the key; return the model ids it lists (empty if it lists none readably)."""
+        _DEADLINE.at = time.monotonic() + self.settings.timeout_s
         try:
             response = self._client.get(self._models_url)
         except httpx.HTTPError as exc:
@@ -153,6 +229,8 @@ class OpenAIBackend(Backend):
                 f"cannot reach the OpenAI-compatible endpoint {self._models_url}: "
                 f"{type(exc).__name__}: {self._redact(str(exc))} (is the server running? check generation.openai.base_url)"
             ) from None
+        finally:
+            _DEADLINE.at = None
         if response.status_code in (401, 403):
             raise self._fatal(response, self._models_url)
         if response.status_code != 200:
@@ -205,7 +283,7 @@ class OpenAIBackend(Backend):
                 return failed(f"backend closed after: {problem}")
             retry_after: float | None = None
             try:
-                response = self._client.post(self._chat_url, json=body)
+                response = self._post(body)
             except httpx.TimeoutException as exc:
                 problem = f"timed out after {self.settings.timeout_s:g} s ({type(exc).__name__})"
             except httpx.TransportError as exc:
@@ -231,6 +309,14 @@ class OpenAIBackend(Backend):
             if self._closed.wait(delay):
                 return failed(f"backend closed after: {problem}")
         return failed(f"gave up after {attempts} attempt(s): {problem}")
+
+    def _post(self, body: dict[str, Any]) -> httpx.Response:
+        """One chat request, all of it within ``timeout_s``."""
+        _DEADLINE.at = time.monotonic() + self.settings.timeout_s
+        try:
+            return self._client.post(self._chat_url, json=body)
+        finally:
+            _DEADLINE.at = None
 
     def _parse(self, response: httpx.Response, params: SamplingParams) -> Generation:
         try:
