@@ -37,7 +37,8 @@ Safety
       for scheme, scope, robots.txt and (at connect time) address; loops are detected.
     * Bodies are streamed and read only up to ``max_body_bytes`` + 1 *decoded* bytes (gzip
       bombs stop at the cap too); a bigger page is kept truncated and marked ``too_large``. A
-      response must also finish within ``max_fetch_s`` (slow-trickle servers). Bodies whose
+      response must also finish within ``max_fetch_s``, headers included (slow-trickle servers:
+      a watchdog shuts the socket down at the deadline). Bodies whose
       Content-Type is not in ``content_types`` are not read at all (``content_type``).
     * Trap guards in :func:`in_scope`: URL length, path depth, repeated path segments.
 
@@ -613,6 +614,19 @@ def _guarded_connection_classes(guard: AddressGuard) -> dict[str, type]:
     from urllib3.util import connection as u3conn
 
     class GuardedMixin:
+        def request(self, *args: object, **kwargs: object) -> None:
+            # The request's deadline watchdog learns the connection it must cut.
+            watchdog = getattr(_WATCHDOG, "current", None)
+            if watchdog is not None:
+                watchdog.attach(self)
+            super().request(*args, **kwargs)  # type: ignore[misc]
+
+        def getresponse(self, *args: object, **kwargs: object) -> object:
+            watchdog = getattr(_WATCHDOG, "current", None)
+            if watchdog is not None:
+                watchdog.attach(self)  # cuts at once if the deadline passed while connecting
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
         def _new_conn(self) -> socket.socket:  # replaces urllib3's resolve-and-connect
             conn = self  # type: ignore[assignment]
             try:
@@ -667,6 +681,56 @@ def _split_content_type(value: str | None) -> tuple[str | None, str | None]:
         if key.strip().lower() == "charset":
             charset = val.strip().strip("\"'") or None
     return (mime.strip().lower() or None), charset
+
+
+_WATCHDOG = threading.local()  # the running request's _Watchdog, per thread
+
+
+class _Watchdog:
+    """Ends a response at its deadline whatever it is waiting for: read timeouts apply to each
+    read, so a server that drips its status line and headers a byte at a time would otherwise
+    hold a fetch for as long as it likes. At the deadline the socket of the attached connection
+    is shut down (the blocked read returns at once); :meth:`stop` says whether that happened."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._conn: object | None = None
+        self._expired = False
+        self._stopped = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, conn: object) -> None:
+        with self._lock:
+            self._conn = conn
+            if self._expired and not self._stopped:
+                self._cut(conn)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._expired = True
+            if self._conn is not None:
+                self._cut(self._conn)
+
+    @staticmethod
+    def _cut(conn: object) -> None:
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:  # the plain socket's shutdown, also under TLS: no TLS close_notify exchange
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self) -> bool:
+        """Disarm; True when the deadline passed first (the connection is then unusable)."""
+        with self._lock:
+            self._stopped = True
+            expired = self._expired
+        self._timer.cancel()
+        return expired
 
 
 @dataclass
@@ -746,6 +810,7 @@ class Transport:
         start = time.monotonic()
         resp = None
         reusable = False
+        watchdog = _WATCHDOG.current = _Watchdog(max_seconds)
         try:
             pool = self._pm.connection_from_url(url)
             resp = pool.urlopen(
@@ -811,6 +876,10 @@ class Transport:
         except (HTTPError, OSError, ValueError) as exc:
             ex.error, ex.detail = "connection_error", _short(exc)
         finally:
+            _WATCHDOG.current = None
+            if watchdog.stop():
+                ex.error, ex.detail = "timeout", f"response took longer than {max_seconds:g}s"
+                ex.retryable, reusable = False, False
             if resp is not None:
                 if not reusable:
                     resp.close()
