@@ -96,7 +96,9 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("corpus", pattern=r"^[A-Za-z0-9_.-]+$", description="build name; default output build/<name>")
+    name: str = Field(
+        "corpus", pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="build name; default output build/<name>"
+    )
     description: str = ""
     stages: list[str] = Field(default_factory=lambda: ["ingest"], min_length=1)
     spark: SparkSettings = Field(default_factory=SparkSettings)
@@ -125,6 +127,14 @@ class Recipe(BaseModel):
         if inc.run and not inc.period:
             raise ValueError("incremental.run is set but incremental.period is not")
         return self
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_one_directory(cls, name: str) -> str:
+        # build/<name> is the default output: "." or ".." would be build/ itself or its parent.
+        if not name.strip("."):
+            raise ValueError("must name one directory, not '.' or '..' (the default output is build/<name>)")
+        return name
 
     @field_validator("stages")
     @classmethod
