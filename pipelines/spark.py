@@ -53,9 +53,14 @@ class SparkSettings(BaseModel):
     @field_validator("conf", mode="before")
     @classmethod
     def _conf_values_as_strings(cls, conf: object) -> object:
-        # YAML reads `spark.executor.cores: 2` as an int; Spark wants strings.
+        # YAML reads `spark.executor.cores: 2` as an int; Spark wants strings. Only scalars are
+        # turned into text: a list or mapping is left for validation to refuse (str() of a YAML
+        # alias bomb, a few hundred bytes of recipe, would expand it to gigabytes).
         if isinstance(conf, dict):
-            return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in conf.items()}
+            return {
+                k: str(v).lower() if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v
+                for k, v in conf.items()
+            }
         return conf
 
 
