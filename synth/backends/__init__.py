@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from synth.backends.base import Backend, BackendError, Generation, Message, SamplingParams, failed
 
@@ -29,6 +29,14 @@ class OpenAISettings(BaseModel):
     backoff_s: float = Field(1.0, ge=0, description="first retry delay, doubled each retry (Retry-After wins)")
     max_backoff_s: float = Field(60.0, ge=0)
     concurrency: int = Field(8, ge=1, description="requests in flight at once")
+
+    @field_serializer("base_url", when_used="json")
+    def _no_credentials_in_json(self, base_url: str) -> str:
+        # JSON copies of the settings (_stats.json, fingerprints, Prefect flow parameters,
+        # `validate --show`) must not carry a user:password@ written into the URL.
+        from synth.backends.openai_compat import sanitized_url
+
+        return sanitized_url(base_url)
 
 
 class VllmSettings(BaseModel):

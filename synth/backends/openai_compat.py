@@ -242,7 +242,8 @@ class OpenAIBackend(Backend):
         except (ValueError, KeyError, TypeError):
             return []
         if ids and self._model_name not in ids:
-            log.warning("%s does not list model %r (it lists %s)", self.base_url, self._model_name, ", ".join(ids[:10]))
+            listed = self._redact(", ".join(ids[:10]))  # a careless endpoint may echo the request there too
+            log.warning("%s does not list model %r (it lists %s)", self.base_url, self._model_name, listed)
         return ids
 
     def generate(self, conversations: Sequence[Sequence[Message]], params: SamplingParams, seed: int) -> list[Generation]:
