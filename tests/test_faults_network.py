@@ -12,6 +12,7 @@ server) are not repeated here. Every server listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import math
 import time
 from email.utils import formatdate
 from pathlib import Path
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.crawl import CrawlStage
-from pipelines.fetch import CrawlConfig, HostFetcher
+from pipelines.fetch import CrawlConfig, HostFetcher, normalize_url
 from pipelines.stage import run_stage
 from synth.backends import GenerationConfig, OpenAISettings
 from synth.backends.openai_compat import OpenAIBackend
@@ -44,6 +45,11 @@ from tests.test_synth_openai import PARAMS, FakeServer, Reply, chat, make, serve
 
 PARTIAL_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: text/ht"
 HALF_BODY = http_response(body=b"", length=2000) + b"<html><body>" + b"x" * 500
+
+
+def soon() -> str:
+    """An HTTP date (whole seconds) at least 0.35 s and at most 1.35 s from now."""
+    return formatdate(math.ceil(time.time() + 0.35), usegmt=True)
 
 
 def headers_then_drip(headers: bytes, body: bytes, interval: float):
@@ -114,14 +120,13 @@ def test_fetch_dripped_headers_stop_at_max_fetch_s():
 
 
 def test_fetch_retry_after_as_http_date_is_honoured():
-    soon = formatdate(time.time() + 1.5, usegmt=True)  # whole seconds: 0.5 to 1.5 s from now
-    with TestSite(retry_after=soon) as site:
+    with TestSite(retry_after=soon()) as site:
         config = make_config(site)
         with HostFetcher(config) as fetcher:
             result = fetcher.fetch(site.url("/throttled"))
         times = [h.time for h in site.hits if h.path == "/throttled"]
     assert result.ok and result.attempts == 2
-    assert len(times) == 2 and times[1] - times[0] >= 0.4  # backoff_s alone would be 0.05
+    assert len(times) == 2 and times[1] - times[0] >= 0.3  # backoff_s alone would be 0.05
 
 
 def test_fetch_retry_after_http_date_beyond_max_wait_gives_up_at_once():
@@ -165,29 +170,52 @@ FAULTS = {
 }
 
 
-def test_crawl_with_hanging_resetting_and_dripping_pages_finishes(spark, tmp_path: Path) -> None:
+# URLs that would escape a directory if a stage ever made a file name of them (404s here).
+HOSTILE_PATHS = [
+    "/../../../../escape-crawl",
+    "/%2e%2e/%2e%2e/escape-crawl-pct",
+    "/%2F..%2F..%2Fescape-crawl-slash",
+    "/nul%00byte",
+    "/q?file=../../escape-crawl-query",
+    "/" + "L" * 1500,
+]
+
+
+def test_crawl_with_hanging_resetting_and_dripping_pages_finishes(
+    spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also: hostile URLs are only data, the crawl writes nothing outside its output."""
     routes = {path: behaviour for path, (behaviour, _) in FAULTS.items()}
     routes["/good"] = reply(GOOD_PAGE)
+    sandbox = tmp_path / "cwd"
+    sandbox.mkdir()
+    monkeypatch.chdir(sandbox)
     with TestSite(pages=3, special=False) as site, FaultServer(route(routes)) as fault:
         good = [site.url("/")] + [site.url(p) for p in site.page_paths()] + [fault.url("/good")]
         bad = {fault.url(path): error for path, (_, error) in FAULTS.items()}
+        hostile = [normalize_url(site.url(p)) for p in HOSTILE_PATHS]
         config = CrawlConfig(
-            seeds=good + list(bad),
+            seeds=good + list(bad) + hostile,
             max_depth=0,
             allow_private=True,
             per_host_delay_s=0.0,
             global_rate_per_s=1000.0,
             connect_timeout_s=1.0,
-            read_timeout_s=0.5,
-            max_fetch_s=1.0,
+            read_timeout_s=0.3,
+            max_fetch_s=0.6,
             retries=2,
             backoff_s=0.05,
         )
-        out = tmp_path / "crawl"
+        out = tmp_path / "out" / "crawl"
         result = run_stage(CrawlStage(), [], out, config, lambda: spark)
 
+    written = {p for p in tmp_path.rglob("*")} - {sandbox, out.parent, out.parent / ".crawl.lock"}
+    assert sorted(str(p) for p in written if p != out and out not in p.parents) == []
+    assert not list(tmp_path.parent.rglob("escape-crawl*"))
     log = {row["url"]: row for row in pq.read_table(out / "crawl_log").to_pylist()}
-    assert set(log) == set(good) | set(bad)
+    assert set(log) == set(good) | set(bad) | set(hostile)
+    for url in hostile:
+        assert log[url]["status"] == 404 and log[url]["warc_file"], url
     for url in good:
         assert log[url]["status"] == 200 and log[url]["error"] is None and log[url]["warc_file"], url
     for url, error in bad.items():
@@ -198,16 +226,17 @@ def test_crawl_with_hanging_resetting_and_dripping_pages_finishes(spark, tmp_pat
     assert log[[u for u in bad if u.endswith("/reset-headers")][0]]["detail"].endswith("gave up after 3 attempts")
 
     archived = {uri for kind, uri, _ in warc_records(out / "warc") if kind == "response"}
-    assert archived == set(good)  # the good pages, whole, and nothing of the bad ones
+    assert archived == set(good) | set(hostile)  # whole responses (404s too), nothing of the bad ones
 
     stats = result.stats
-    assert stats["docs_in"] == len(good) + len(bad)
+    assert stats["docs_in"] == len(good) + len(bad) + len(hostile)
+    assert stats["dropped"]["crawl:http_404"]["docs"] == len(hostile)
     assert stats["dropped"]["crawl:timeout"]["docs"] == 4
     assert stats["dropped"]["crawl:connection_error"]["docs"] == 2
     # Each failure is kept with its URL and reason in the output's rejects.
     rejects = pq.read_table(out / "_rejects").to_pylist()
     by_url = {r["url"]: r for r in rejects}
-    assert set(by_url) == set(bad)
+    assert set(by_url) == set(bad) | set(hostile)
     for url, error in bad.items():
         assert by_url[url]["reason"] == f"crawl:{error}", by_url[url]
         assert url in by_url[url]["detail"] and error in by_url[url]["detail"]
@@ -297,11 +326,10 @@ def test_synth_one_bad_item_fails_alone_in_bounded_time(backend_at: Callable[...
 
 
 def test_synth_retry_after_as_http_date_is_honoured(server: FakeServer, make: Callable[..., OpenAIBackend]) -> None:
-    soon = formatdate(time.time() + 1.5, usegmt=True)  # whole seconds: 0.5 to 1.5 s from now
-    server.script.extend([Reply(status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": soon}), Reply()])
+    server.script.extend([Reply(status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": soon()}), Reply()])
     [result], took = _timed(make(backoff_s=0.01), ["hello"])
     assert result.ok and server.hits == 2
-    assert 0.4 <= took < 3.0
+    assert 0.3 <= took < 3.0
     past = formatdate(time.time() - 60, usegmt=True)  # already due: retried at once
     server.script.extend([Reply(status=503, headers={"Retry-After": past}), Reply()])
     [result], took = _timed(make(backoff_s=0.01), ["again"])
