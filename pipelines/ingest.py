@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.errors import StageInputError
-from pipelines.schema import BYTES_IN, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA, document_id
+from pipelines.schema import BYTES_IN, DROP_DETAIL, DROP_REASON, WORKING_SCHEMA, document_id, unfinished_output
 from pipelines.stage import Stage
 from pipelines.storage import absolute, is_uri, location, open_binary, walk_files
 
@@ -92,6 +92,9 @@ def list_input_files(
         root = absolute(location(raw))
         if not root.exists():
             raise StageInputError(f"{raw}: input path does not exist")
+        unfinished = unfinished_output(root)
+        if unfinished:
+            raise StageInputError(f"{raw}: {unfinished}")
         if root.is_file():
             candidates = [(root, root.stat().st_size)]
         elif is_uri(root):  # one listing call, not one per object
@@ -100,6 +103,8 @@ def list_input_files(
             candidates = [(p, p.stat().st_size) for p in sorted(p for p in root.rglob("*") if p.is_file())]
         base = root.parent if root.is_file() else root
         for path, size in candidates:
+            if path != root and any(part.startswith(".") for part in path.relative_to(base).parts):
+                continue  # hidden: e.g. the staging directory of a crawl that is still running or was killed
             fmt = detect(path)
             if fmt is None or fmt not in wanted:
                 key = "".join(path.suffixes[-2:]).lower() or "(none)"

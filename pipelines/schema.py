@@ -7,6 +7,7 @@ shard tooling can use it without a JVM. ``docs/schema.md`` documents each column
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -111,8 +112,33 @@ def check_schema(
             raise SchemaError(f"{where}: column '{field.name}' has type {actual}, expected {field.type}")
 
 
+# The layout every stage output shares (the stage contract in pipelines/stage.py writes it).
+SUCCESS_FILE = "_SUCCESS"
+STATS_FILE = "_stats.json"
+REJECTS_DIR = "_rejects"
+# ``.<out>.tmp-<pid>``: where a stage writes before it publishes (``-old``: an output being replaced).
+STAGING_NAME = re.compile(r"^\..+\.tmp-\d+(-old)?$")
+
+
+def unfinished_output(path: Path) -> str | None:
+    """Why ``path`` must not be read as a finished dataset (None: it may be).
+
+    A staging directory, or a stage output without ``_SUCCESS`` (an object-store publish that
+    was cut short), holds some of a run's files, never a whole dataset.
+    """
+    if STAGING_NAME.match(path.name):
+        return "the staging directory of a stage run that did not finish (the stage's next run removes it)"
+    if path.is_dir() and not (path / SUCCESS_FILE).exists():
+        if (path / STATS_FILE).exists() or (path / REJECTS_DIR).exists():
+            return f"a stage output without {SUCCESS_FILE}: the run that wrote it did not finish"
+    return None
+
+
 def dataset_files(path: Path) -> list[Path]:
     """The Parquet files of a dataset directory, skipping hidden and ``_``-prefixed entries."""
+    unfinished = unfinished_output(path)
+    if unfinished:
+        raise SchemaError(f"{path}: {unfinished}")
     if path.is_file():
         return [path]
     if not path.is_dir():

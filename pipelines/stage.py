@@ -36,7 +36,16 @@ from pydantic import BaseModel
 
 from pipelines.errors import StageInputError, StageLockedError
 from pipelines.progress import spark_progress
-from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DROP_DETAIL, DROP_REASON, validate_dataset
+from pipelines.schema import (
+    BYTES_IN,
+    DOCUMENT_COLUMNS,
+    DROP_DETAIL,
+    DROP_REASON,
+    REJECTS_DIR,
+    STATS_FILE,
+    SUCCESS_FILE,
+    validate_dataset,
+)
 from pipelines.spark import size_shuffles
 from pipelines.storage import absolute, arrow_filesystem, is_uri, location, move_tree, remove_tree, walk_files, write_text
 
@@ -45,9 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corpusforge.stage")
 
-SUCCESS_FILE = "_SUCCESS"
-STATS_FILE = "_stats.json"
-REJECTS_DIR = "_rejects"
 REJECT_PREVIEW_CHARS = 500
 LOGGED_DETAILS = 50
 EXAMPLES_PER_REASON = 5

@@ -122,7 +122,12 @@ def move_tree(source: Path, target: Path) -> None:
     # backends; one file's move is a rename locally and a server-side copy + delete on S3/GCS.
     fs = source.fs  # type: ignore[attr-defined]
     base, dest = source.path.rstrip("/"), target.path.rstrip("/")  # type: ignore[attr-defined]
-    for name, info in sorted(fs.find(base, detail=True).items()):
+    # ``_``-prefixed entries (``_rejects/``) first: a move cut short then leaves a directory that
+    # readers recognise as an unfinished stage output (pipelines.schema.unfinished_output).
+    def underscore_first(item: tuple[str, Any]) -> tuple[bool, str]:
+        return not item[0][len(base) + 1 :].startswith("_"), item[0]
+
+    for name, info in sorted(fs.find(base, detail=True).items(), key=underscore_first):
         if info.get("type") != "directory":
             destination = dest + name[len(base) :]
             fs.makedirs(destination.rsplit("/", 1)[0], exist_ok=True)

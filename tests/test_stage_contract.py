@@ -1,13 +1,9 @@
-"""The stage contract on real Spark: output layout, stats, skip/rerun, locking and a kill -9."""
+"""The stage contract on real Spark: output layout, stats, skip/rerun, locking, bad input schemas
+(kill -9 and resume: tests/test_faults_kill.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -111,48 +107,30 @@ def test_wrong_input_schema_names_file_and_column(spark, tmp_path: Path) -> None
         IngestStage().read_documents(spark, [bad])
 
 
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+def test_unfinished_outputs_are_refused_as_input(tmp_path: Path) -> None:
+    from pipelines.errors import StageInputError
+    from pipelines.ingest import list_input_files
+    from pipelines.schema import dataset_files
 
+    staging = tmp_path / ".docs.tmp-4242"
+    staging.mkdir()
+    pq.write_table(DOCUMENT_SCHEMA.empty_table(), staging / "part-0.parquet")
+    with pytest.raises(SchemaError, match=r"\.docs\.tmp-4242: the staging directory of a stage run that did not finish"):
+        dataset_files(staging)
+    with pytest.raises(StageInputError, match="staging directory"):
+        list_input_files([staging], ["parquet"])
 
-def test_kill_9_mid_stage_leaves_no_finished_output_and_rerun_completes(spark, tmp_path: Path) -> None:
-    big = tmp_path / "big"
-    big.mkdir()
-    sentences = [
-        "Data pipelines fail in the middle more often than anyone plans for.",
-        "A rerun should pick up where the last finished step left off.",
-        "Half-written output must never look like a finished dataset.",
-    ]
-    for shard in range(4):
-        with open(big / f"shard-{shard}.jsonl", "w") as handle:
-            for i in range(60_000):
-                handle.write(json.dumps({"text": f"{sentences[i % 3]} Record {shard}-{i}."}) + "\n")
-    out = tmp_path / "out"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "stage", "ingest", "--in", str(big), "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,  # so the kill reaches the JVM and the Python workers too
-    )
-    try:
-        started = _wait_for(lambda: any(tmp_path.glob(".out.tmp-*")), timeout=120)
-        assert started, "the stage never started writing"
-        time.sleep(0.5)
-        assert proc.poll() is None, "the stage finished before it could be killed; make the input larger"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    cut_short = tmp_path / "docs"  # what an object-store publish cut short leaves: files, no _SUCCESS
+    (cut_short / REJECTS_DIR).mkdir(parents=True)
+    pq.write_table(DOCUMENT_SCHEMA.empty_table(), cut_short / "part-0.parquet")
+    with pytest.raises(SchemaError, match=f"docs: a stage output without {SUCCESS_FILE}"):
+        dataset_files(cut_short)
+    (cut_short / SUCCESS_FILE).write_text("{}")
+    assert dataset_files(cut_short) == [cut_short / "part-0.parquet"]
 
-    assert not (out / SUCCESS_FILE).exists()  # nothing that looks finished
-    result = ingest(spark, [big], out)
-    assert not result.skipped
-    assert result.stats["docs_out"] == 240_000
-    assert not list(tmp_path.glob(".out.tmp-*"))
-    assert (out / SUCCESS_FILE).exists()
+    raw = tmp_path / "raw"  # a tree holding an interrupted crawl's staging directory
+    (raw / ".crawl.tmp-7").mkdir(parents=True)
+    (raw / ".crawl.tmp-7" / "half.jsonl").write_text('{"text": "half written"}\n')
+    (raw / "done.jsonl").write_text('{"text": "finished"}\n')
+    files, _ = list_input_files([raw], ["jsonl"])
+    assert [f["rel"] for f in files] == ["done.jsonl"]

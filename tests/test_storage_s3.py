@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.ipc
+import pyarrow.parquet
 import pytest
 
 s3fs = pytest.importorskip("s3fs")
@@ -97,6 +98,34 @@ def test_the_completion_marker_comes_last_on_s3(bucket: str) -> None:
     assert (output / "part-0.parquet").read_bytes() == b"second"
     storage.remove_tree(output)
     assert not (output / SUCCESS_FILE).exists()
+
+
+def test_a_publish_cut_short_on_s3_is_refused_as_input(bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.errors import SchemaError
+    from pipelines.schema import DOCUMENT_SCHEMA, dataset_files
+
+    output = storage.location(f"{bucket}/cut-short")
+    tmp = storage.location(f"{bucket}/.cut-short.tmp-1")
+    buffer = pa.BufferOutputStream()
+    pyarrow.parquet.write_table(DOCUMENT_SCHEMA.empty_table(), buffer)
+    for name in ("0-part.parquet", "1-part.parquet", "_rejects/part-0.parquet"):  # names sorting before "_"
+        (tmp / name).write_bytes(buffer.getvalue().to_pybytes())
+    fs = tmp.fs
+    real_mv, moved = fs.mv, []
+
+    def mv_then_die(source: str, target: str, **kwargs) -> None:
+        if len(moved) == 2:
+            raise OSError("killed in the middle of the move")
+        real_mv(source, target, **kwargs)
+        moved.append(target)
+
+    monkeypatch.setattr(fs, "mv", mv_then_die)
+    with pytest.raises(OSError, match="killed"):
+        publish(tmp, output, {"stage": "x", "fingerprint": "one", "finished_at": "t1"})
+    assert moved[0].endswith("/_rejects/part-0.parquet")  # the mark of a stage output moves first
+    assert not (output / SUCCESS_FILE).exists()
+    with pytest.raises(SchemaError, match=f"cut-short: a stage output without {SUCCESS_FILE}"):
+        dataset_files(output)
 
 
 def test_local_and_uri_locations_are_told_apart(tmp_path: Path) -> None:
