@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -294,8 +295,18 @@ def _read_whole_file(file: dict[str, Any], config: IngestConfig) -> Iterator[dic
     yield keep_or_drop(row, path, config)
 
 
+# JSON can escape UTF-16 surrogates one by one ("\\ud800"); a lone one is not Unicode text and
+# cannot be encoded to UTF-8 (Arrow fails on it, and with it the whole task's batch).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(value: str) -> str:
+    """``value`` with lone surrogates replaced by U+FFFD, as undecodable bytes are elsewhere."""
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
 def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else _unicode(str(value))
 
 
 def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], config: IngestConfig, bytes_in: int, extra_meta: dict[str, str]) -> dict[str, Any]:
@@ -314,13 +325,13 @@ def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], con
         locator,
         url=_str_or_none(record.get(config.url_key)),
         title=_str_or_none(record.get(config.title_key)),
-        text=text,
+        text=_unicode(text),
         fetched_at=_mtime(file["path"]),
         metadata={"file": file["rel"], "format": file["format"], **extra_meta},
         **{BYTES_IN: bytes_in},
     )
     if given_id not in (None, ""):
-        row["id"] = str(given_id)
+        row["id"] = _str_or_none(given_id)
     return keep_or_drop(row, where, config)
 
 
