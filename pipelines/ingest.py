@@ -203,14 +203,13 @@ def looks_binary(data: bytes) -> bool:
 
 
 def decode_bytes(data: bytes, html: bool = False) -> tuple[str, str]:
-    """Decode with UTF-8 if valid, else the detected charset (HTML: meta tag first)."""
-    from resiliparse.parse.encoding import bytes_to_str, detect_encoding
+    """Decode with UTF-8 if valid, else (HTML) the meta tag's charset if the bytes decode with it,
+    else the detected charset: the policy of :func:`pipelines.warc.decode_payload`, so a meta tag
+    that lies (``utf-8`` on a windows-1251 page) is ignored instead of turning the text to mojibake."""
+    from pipelines.warc import decode_payload
 
-    try:
-        return data.decode("utf-8").lstrip("\ufeff"), "utf-8"
-    except UnicodeDecodeError:
-        encoding = detect_encoding(data, from_html_meta=html)
-        return bytes_to_str(data, encoding, errors="replace"), encoding
+    text, encoding, _ = decode_payload(data, None, html)
+    return text.lstrip("\ufeff"), encoding
 
 
 def html_to_text(html: str, main_content: bool = True) -> tuple[str, str | None]:
