@@ -166,17 +166,40 @@ def _gunzip(handle: Any, limit: int) -> Iterator[bytes]:
         raise EOFError("gzip data ends in the middle of a member (truncated file)")
 
 
-def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Lines without their newline. Only each new chunk is split, so a giant line costs linear time."""
+class LongLine(int):
+    """What :func:`iter_lines` yields instead of a line longer than its limit: the line's length."""
+
+
+def iter_lines(chunks: Iterable[bytes], max_line: int | None = None) -> Iterator[bytes | LongLine]:
+    """Lines without their newline. Only each new chunk is split, so a giant line costs linear time.
+
+    With ``max_line``, a longer line is never held: once it passes the limit its bytes are only
+    counted, and a :class:`LongLine` with its length stands in for it (memory stays at about
+    ``max_line`` plus one chunk, whatever the line).
+    """
     partial: list[bytes] = []
+    size = 0  # bytes of the current line so far
+    skipping = False  # the current line is over max_line: counted, not kept
     for chunk in chunks:
         *complete, rest = chunk.split(b"\n")
         if complete:
-            partial.append(complete[0])
-            yield b"".join(partial)
-            yield from complete[1:]
-            partial = []
-        partial.append(rest)
+            size += len(complete[0])
+            if skipping or (max_line is not None and size > max_line):
+                yield LongLine(size)
+            else:
+                partial.append(complete[0])
+                yield b"".join(partial)
+            for line in complete[1:]:
+                yield LongLine(len(line)) if max_line is not None and len(line) > max_line else line
+            partial, size, skipping = [], 0, False
+        size += len(rest)
+        if not skipping:
+            partial.append(rest)
+            if max_line is not None and size > max_line:
+                partial, skipping = [], True
+    if skipping:
+        yield LongLine(size)
+        return
     tail = b"".join(partial)
     if tail:
         yield tail
@@ -336,10 +359,10 @@ def _record_row(record: Any, locator: str, where: str, file: dict[str, Any], con
 
 def _read_jsonl(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[str, Any]]:
     path, rel = file["path"], file["rel"]
-    for number, line in enumerate(iter_lines(iter_chunks(path, config)), start=1):
+    for number, line in enumerate(iter_lines(iter_chunks(path, config), config.max_doc_bytes), start=1):
         where, locator = f"{path}:{number}", f"{rel}:{number}"
-        if len(line) > config.max_doc_bytes:
-            yield rejected_row(config, locator, "doc_too_large", f"{where}: line of {len(line)} bytes", len(line))
+        if isinstance(line, LongLine):  # never read whole: bounded memory on a giant line
+            yield rejected_row(config, locator, "doc_too_large", f"{where}: line of {line} bytes", int(line))
             continue
         if not line.strip():
             continue

@@ -172,7 +172,7 @@ def test_balance_files_spreads_sizes() -> None:
 def test_lines_are_the_same_however_the_bytes_are_chunked() -> None:
     import random
 
-    from pipelines.ingest import iter_lines
+    from pipelines.ingest import LongLine, iter_lines
 
     rng = random.Random(0)
     for _ in range(500):
@@ -183,3 +183,7 @@ def test_lines_are_the_same_however_the_bytes_are_chunked() -> None:
         if expected and expected[-1] == b"":
             expected.pop()
         assert list(iter_lines(pieces)) == expected
+        for limit in (0, 2, 5):  # a line over the limit comes back as its length, never whole
+            limited = list(iter_lines(pieces, limit))
+            assert limited == [LongLine(len(line)) if len(line) > limit else line for line in expected]
+            assert all(isinstance(line, LongLine) == (len(whole) > limit) for line, whole in zip(limited, expected))
