@@ -108,30 +108,46 @@ class Manifest:
 
 
 class _HashingSink:
-    """A binary file wrapper that counts and hashes what is written through it."""
+    """A binary file wrapper that counts and hashes what is written through it.
 
-    def __init__(self, raw: Any) -> None:
+    A failed write (a full disk: ENOSPC, EFBIG) is re-raised naming the file, which the OS's own
+    error for a write does not."""
+
+    def __init__(self, raw: Any, name: str = "") -> None:
         self.raw = raw
+        self.name = name
         self.digest = hashlib.sha256()
         self.size = 0
         self.closed = False
+
+    def _named(self, exc: OSError) -> OSError:
+        return exc if exc.filename or not self.name else OSError(exc.errno, exc.strerror, self.name)
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
         self.digest.update(view)
         self.size += view.nbytes
-        return self.raw.write(view)
+        try:
+            return self.raw.write(view)
+        except OSError as exc:
+            raise self._named(exc) from exc
 
     def tell(self) -> int:
         return self.size
 
     def flush(self) -> None:
-        self.raw.flush()
+        try:
+            self.raw.flush()
+        except OSError as exc:
+            raise self._named(exc) from exc
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.raw.close()
+            try:
+                self.raw.close()
+            except OSError as exc:
+                raise self._named(exc) from exc
 
 
 class ShardWriter:
@@ -146,7 +162,7 @@ class ShardWriter:
         self.path = path
         self.schema = shard_schema(token_dtype, with_loss_mask)
         self._tmp = path if is_uri(path) else path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self._sink = _HashingSink(open_binary(self._tmp, "wb"))
+        self._sink = _HashingSink(open_binary(self._tmp, "wb"), str(self._tmp))
         self._writer = pa.ipc.new_stream(pa.PythonFile(self._sink, mode="w"), self.schema)
         self._pending: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self.docs = 0
@@ -178,12 +194,15 @@ class ShardWriter:
         return ShardInfo(self.path.name, self.docs, self.tokens, self._sink.size, self._sink.digest.hexdigest())
 
     def abort(self) -> None:
-        try:
-            self._writer.close()
-            self._sink.close()
-        finally:
-            if self._tmp != self.path:
-                self._tmp.unlink(missing_ok=True)
+        """Drop the unfinished shard. Errors closing it are ignored: abort runs while another
+        error (often the same full disk) propagates, and must neither hide it nor keep the file."""
+        for close in (self._writer.close, self._sink.close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                pass
+        if self._tmp != self.path:
+            self._tmp.unlink(missing_ok=True)
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
