@@ -1,0 +1,189 @@
+"""kill -9 in the middle of every Spark stage, then a rerun: the same output as a run never killed.
+
+Each case runs one stage of a small real chain (ingest -> langid -> quality -> pii ->
+dedup-exact -> dedup-minhash -> tokenize, and ingest-warc) as ``corpusforge stage`` in a
+subprocess that ``tests.kill_driver`` SIGKILLs, with its Spark JVM and Python workers, at a
+chosen point; then checks that nothing looks finished, that the leftovers are refused as input,
+and that a rerun removes them and writes exactly the rows (and, for tokenize, the shard bytes)
+of an uninterrupted run.
+
+Three kill points: ``write`` (while the Spark job writes), ``publish`` (all written and marked,
+not yet renamed) and ``replace`` (an earlier output moved aside, the new one not yet in place).
+The default run covers each point on a few stages (see ``DEFAULT_RUN``); ``-m slow`` runs every
+stage at every point. The crawl and synth
+stages, which resume inside a stage, have their own kill tests (tests/test_crawl.py,
+tests/test_synth_stages.py, tests/test_synth_cli.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from flows.recipe import default_recipe
+from pipelines.errors import SchemaError
+from pipelines.registry import stage_class
+from pipelines.stage import STATS_FILE, SUCCESS_FILE, leftovers, read_success, run_stage
+from tests.dedup_data import build_dedup_corpus
+from tests.test_warc_reader import response, write_warc
+
+REPO = Path(__file__).resolve().parent.parent
+
+# stage -> the stage whose output it reads (None: the raw files)
+CHAIN = {
+    "ingest": None,
+    "ingest-warc": None,
+    "langid": "ingest",
+    "quality": "langid",
+    "pii": "quality",
+    "dedup-exact": "pii",
+    "dedup-minhash": "dedup-exact",
+    "tokenize": "dedup-minhash",
+}
+
+
+def _write_raw(root: Path) -> dict[str, Path]:
+    jsonl = root / "raw-jsonl"
+    jsonl.mkdir(parents=True)
+    docs = build_dedup_corpus(seed=3, n_docs=240)  # real text with exact and near duplicates
+    for part in range(3):
+        with open(jsonl / f"part-{part}.jsonl", "w", encoding="utf-8") as handle:
+            for doc in docs[part::3]:
+                handle.write(json.dumps({"id": doc["id"], "text": doc["text"], "url": doc["url"]}) + "\n")
+    warcs = root / "raw-warc"
+    warcs.mkdir()
+    for part in range(2):
+        write_warc(warcs / f"crawl-{part}.warc.gz", [response(part * 50 + n) for n in range(50)], gz=True)
+    return {"ingest": jsonl, "ingest-warc": warcs}
+
+
+def _run_in_process(spark, name: str, inputs: list[Path], output: Path, force: bool = False):
+    config = default_recipe().section(name)
+    return run_stage(stage_class(name)(), inputs, output, config, lambda: spark, force=force)
+
+
+@pytest.fixture(scope="module")
+def chain(spark, tmp_path_factory) -> dict[str, Path]:
+    """The uninterrupted reference run of every stage (outputs under ``ref-NAME``) and the raw inputs."""
+    root = tmp_path_factory.mktemp("kill-chain")
+    raw = _write_raw(root)
+    outputs: dict[str, Path] = {}
+    for name, upstream in CHAIN.items():
+        inputs = [raw[name]] if upstream is None else [outputs[upstream]]
+        outputs[name] = root / f"ref-{name}"
+        result = _run_in_process(spark, name, inputs, outputs[name])
+        assert result.stats["docs_out"] > 0, name
+    return {"root": root, **{f"raw:{k}": v for k, v in raw.items()}, **outputs}
+
+
+def _inputs(chain: dict[str, Path], name: str) -> list[Path]:
+    upstream = CHAIN[name]
+    return [chain[f"raw:{name}"]] if upstream is None else [chain[upstream]]
+
+
+def _killed_run(point: str, name: str, inputs: list[Path], output: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "tests.kill_driver", point, "stage", name, "--out", str(output)]
+    for path in inputs:
+        command += ["--in", str(path)]
+    command += ["--set", "spark.master=local[2]", *extra]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        start_new_session=True,  # its own process group: the kill takes the JVM and workers too
+    )
+    assert done.returncode == -signal.SIGKILL, f"not killed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    return done
+
+
+def _dataset_rows(path: Path) -> list[dict]:
+    files = sorted(
+        str(p) for p in path.rglob("*.parquet") if not any(s.startswith(("_", ".")) for s in p.relative_to(path).parts)
+    )
+    rows = ds.dataset(files, format="parquet", partitioning="hive").to_table().to_pylist() if files else []
+    return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True, default=str))
+
+
+def _fingerprint_free_stats(path: Path) -> dict:
+    stats = json.loads((path / STATS_FILE).read_text())
+    return {k: v for k, v in stats.items() if k.startswith("docs_") or k in ("drops", "bytes_in", "bytes_out")}
+
+
+def _assert_same_output(output: Path, reference: Path) -> None:
+    assert read_success(output)["fingerprint"] == read_success(reference)["fingerprint"]
+    assert _dataset_rows(output) == _dataset_rows(reference)
+    assert _dataset_rows(output / "_rejects") == _dataset_rows(reference / "_rejects")
+    assert _fingerprint_free_stats(output) == _fingerprint_free_stats(reference)
+    manifest = reference / "manifest.json"
+    if manifest.exists():  # tokenize: the same shard files, byte for byte
+        assert json.loads((output / "manifest.json").read_text())["shards"] == json.loads(manifest.read_text())["shards"]
+        for shard in sorted(p.name for p in reference.glob("*.arrow")):
+            assert (output / shard).read_bytes() == (reference / shard).read_bytes(), shard
+
+
+def _assert_unfinished_is_refused(spark, unfinished: Path, name: str) -> None:
+    """A downstream stage pointed at the leftover (or the absent output) refuses it."""
+    with pytest.raises(Exception) as refused:
+        _run_in_process(spark, "langid", [unfinished], unfinished.parent / "downstream")
+    assert str(unfinished) in str(refused.value)
+    assert isinstance(refused.value, (SchemaError, FileNotFoundError)) or "does not exist" in str(refused.value)
+    assert not (unfinished.parent / "downstream").exists(), name
+
+
+def _kill_and_rerun(spark, chain: dict[str, Path], name: str, point: str, tmp_path: Path) -> None:
+    inputs = _inputs(chain, name)
+    output = tmp_path / name
+    if point == "replace":
+        shutil.copytree(chain[name], output)  # an earlier finished output; --force rewrites it
+        _killed_run(point, name, inputs, output, "--force")
+    else:
+        _killed_run(point, name, inputs, output)
+
+    assert not (output / SUCCESS_FILE).exists()  # nothing that looks finished
+    left = leftovers(output)
+    assert left, "the kill left no staging directory: it did not happen mid-stage"
+    if point == "publish":
+        assert all((p / SUCCESS_FILE).exists() for p in left)  # fully written and marked, under its staging name
+    for leftover in left:
+        _assert_unfinished_is_refused(spark, leftover, name)
+    if not output.exists():
+        _assert_unfinished_is_refused(spark, output, name)
+
+    rerun = _run_in_process(spark, name, inputs, output)
+    assert not rerun.skipped
+    assert not leftovers(output)
+    _assert_same_output(output, chain[name])
+
+
+# In the default run: a raw-file reader, the stage with the most Spark jobs, and the one with its
+# own writer and manifest. The others (same contract, same code path) with -m slow: each case
+# costs a JVM start, and the default suite has a time budget.
+DEFAULT_RUN = ("ingest", "dedup-minhash", "tokenize")
+
+
+@pytest.mark.parametrize("name", [n if n in DEFAULT_RUN else pytest.param(n, marks=pytest.mark.slow) for n in CHAIN])
+def test_kill_during_write_then_rerun_gives_the_uninterrupted_output(spark, chain, name: str, tmp_path: Path) -> None:
+    _kill_and_rerun(spark, chain, name, "write", tmp_path)
+
+
+@pytest.mark.parametrize("point", ["publish", "replace"])
+def test_kill_while_publishing(spark, chain, point: str, tmp_path: Path) -> None:
+    _kill_and_rerun(spark, chain, "dedup-exact", point, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["publish", "replace"])
+@pytest.mark.parametrize("name", [n for n in CHAIN if n != "dedup-exact"])
+def test_kill_while_publishing_every_stage(spark, chain, name: str, point: str, tmp_path: Path) -> None:
+    _kill_and_rerun(spark, chain, name, point, tmp_path)
