@@ -335,6 +335,13 @@ def main() -> None:
     except CorpusforgeError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
+    except OSError as exc:
+        from flows.runner import FULL_ERRNOS
+
+        if exc.errno not in FULL_ERRNOS:
+            raise
+        console.print(f"[bold red]error:[/] {exc.strerror}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,15 +83,62 @@ def execute_stage(
         )
     if is_synth(name):
         return run_synth_stage(stage, inputs, output, recipe.section(name), force=force)
-    return run_stage(
-        stage,
-        inputs,
-        output,
-        recipe.section(name),
-        lambda: get_spark(recipe.spark),
-        force=force,
-        keep_rejects=keep_rejects,
-    )
+    try:
+        return run_stage(
+            stage,
+            inputs,
+            output,
+            recipe.section(name),
+            lambda: get_spark(recipe.spark),
+            force=force,
+            keep_rejects=keep_rejects,
+        )
+    except CorpusforgeError:
+        raise
+    except Exception as exc:
+        full = storage_full(exc, name, output)
+        if full is None:
+            raise
+        raise full from exc
+
+
+# A write that failed for want of room: the OS's own words for it, as Python and Java report them.
+FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+_WRITING_ROWS_TO = re.compile(r"writing rows to (?:file:)?(\S+?)\.?(?:\s|$)")  # Spark's TASK_WRITE_FAILED
+_OS_ERROR_PATH = re.compile(r"\[Errno (\d+)\] [^\n]*?: '([^'\n]+)'")  # str() of an OSError with a filename
+
+
+def storage_full(exc: BaseException, stage: str, output: Path) -> OSError | None:
+    """For a stage that failed because a disk (or a quota, or a file-size limit) was full: an
+    ``OSError`` with that errno whose message names the stage and the path it was writing, instead
+    of the hundreds of lines of Java stack trace Spark wraps it in. None for any other failure.
+
+    Still an OSError, not a :class:`CorpusforgeError`: a build retries it like any crash.
+    """
+    seen, chain = set(), []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = "\n".join(str(e) for e in chain)
+    for code in FULL_ERRNOS:
+        named = [e for e in chain if isinstance(e, OSError) and e.errno == code]
+        if not named and os.strerror(code) not in text:
+            continue
+        path = next((e.filename for e in named if e.filename), None)
+        if path is None:
+            found = [m.group(2) for m in _OS_ERROR_PATH.finditer(text) if int(m.group(1)) == code]
+            found = found or _WRITING_ROWS_TO.findall(text)
+            path = found[0] if found else None
+        if path is not None:
+            where = path
+        elif named:  # the driver's own writes (the stage contract's files) go into the output's directory
+            where = str(output)
+        else:
+            where = f"{output} (or Spark's scratch space, spark.local.dir)"
+        return OSError(code, f"stage {stage}: {os.strerror(code)} while writing {where}; no output was published")
+    return None
 
 
 def stage_fingerprint_for(recipe: Recipe, name: str, inputs: list[Path], keep_rejects: Path | None = None) -> str:
