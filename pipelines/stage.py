@@ -310,6 +310,15 @@ def remove_leftovers(output: Path) -> None:
         remove_tree(leftover)
 
 
+def _discard_staging(tmp: Path) -> None:
+    """After a failed run: free the space now (a full disk is a common cause) rather than at the
+    next run; a failure to remove it must not hide the error that stopped the stage."""
+    try:
+        remove_tree(tmp)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not remove the unfinished output %s: %s", tmp, exc)
+
+
 def length_bucket(n: int) -> int:
     """The ``length_histogram`` bucket of a record of ``n`` bytes."""
     return max(bisect.bisect_right(LENGTH_EDGES, n) - 1, 0)
@@ -507,6 +516,9 @@ def run_stage(
                 if keep_rejects is not None:
                     _write_full_rejects(working, absolute(location(keep_rejects)))
                     stats["rejects_dir"] = str(absolute(location(keep_rejects)))
+        except BaseException:
+            _discard_staging(tmp)
+            raise
         finally:
             working.unpersist()
             stage.release()
@@ -518,7 +530,11 @@ def run_stage(
             "spark_master": session.sparkContext.master,
             **run_stats(started, started_at, inputs, output, config, fingerprint),
         }
-        publish(tmp, output, stats)
+        try:
+            publish(tmp, output, stats)
+        except BaseException:
+            _discard_staging(tmp)
+            raise
         stage.finished()
         log.info(
             "%s: %d of %d documents kept in %.1fs",

@@ -88,6 +88,25 @@ def test_leftovers_of_a_crashed_run_are_removed(spark, corpus: Path, tmp_path: P
     assert (out / SUCCESS_FILE).exists()
 
 
+def test_a_failed_run_removes_its_staging_directory(spark, corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from pipelines.stage import leftovers
+
+    real_write = IngestStage.write_kept
+
+    def write_then_fail(self, kept, tmp, config):
+        real_write(self, kept, tmp, config)
+        assert any(Path(tmp).iterdir())
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+
+    monkeypatch.setattr(IngestStage, "write_kept", write_then_fail)
+    out = tmp_path / "docs"
+    with pytest.raises(OSError, match="No space left on device"):
+        ingest(spark, [corpus], out)
+    assert not out.exists() and not leftovers(out)  # the space is given back at once
+
+
 def test_a_second_writer_is_refused(spark, corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "docs"
     with output_lock(out):
