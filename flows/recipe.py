@@ -23,7 +23,7 @@ from pipelines.langid import LangIdConfig
 from pipelines.pii import PiiStageConfig
 from pipelines.quality import QualityConfig
 from flows.registry import STAGES, can_start
-from pipelines.spark import SparkSettings
+from pipelines.spark import SparkSettings, code_loading_keys
 from pipelines.tokenize import TokenizeConfig
 from pipelines.warc import WarcIngestConfig
 from synth.dialogues import DialoguesConfig
@@ -222,11 +222,27 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+def _refuse_code_loading_spark_conf(data: dict[str, Any], origin: str, text: str) -> None:
+    """A recipe file is data: the Spark settings that load or run code may only come from the
+    command line (``--set``), where the operator chose them."""
+    spark = data.get("spark")
+    keys = code_loading_keys(spark.get("conf")) if isinstance(spark, dict) else []
+    if keys:
+        line = _line_of(yaml.compose(text), ("spark", "conf", keys[0]))
+        where = f"{origin}:{line}" if line else origin
+        raise RecipeError(
+            f"{where}: spark.conf: {', '.join(keys)} would let the recipe load or run code; a recipe "
+            f"file may not set it. Pass it on the command line instead: --set spark.conf.{keys[0]}=VALUE"
+        )
+
+
 def validate_recipe_data(data: Any, origin: str, text: str | None = None, overrides: Iterable[str] = ()) -> Recipe:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise RecipeError(f"{origin}: a recipe is a YAML mapping of sections, got {type(data).__name__}")
+    if text is not None:
+        _refuse_code_loading_spark_conf(data, origin, text)
     data = apply_overrides(data, overrides)
     try:
         return Recipe.model_validate(data)

@@ -86,15 +86,46 @@ def find_java() -> tuple[str, int]:
     return java, major
 
 
+# Spark settings that load or run code (JVM options and class paths, jars and packages, files
+# shipped to executors, the Python executable and worker modules, environment variables,
+# plugins and listeners, resource discovery scripts, container images and pod templates).
+# A recipe file may not set them; the operator passes them on the command line (--set).
+CODE_LOADING_CONF = re.compile(
+    r"""^spark\.(
+        jars(\..+)? | files | archives | submit\.pyFiles | yarn\.dist\..+
+      | (driver|executor|yarn\.am)\.(extra|default)(JavaOptions|ClassPath|LibraryPath)
+      | pyspark\..+ | python\..+
+      | executorEnv\..+ | yarn\.appMasterEnv\..+ | kubernetes\..+
+      | (driver|executor)?\.?plugins | extraListeners
+      | sql\.(extensions|queryExecutionListeners|streaming\.streamingQueryListeners)
+      | .*\.discoveryScript
+    )$""",
+    re.VERBOSE,
+)
+
+
+def code_loading_keys(conf: object) -> list[str]:
+    """The keys of a ``spark.conf`` mapping that would make Spark load or run code."""
+    if not isinstance(conf, dict):
+        return []
+    return sorted(str(key) for key in conf if CODE_LOADING_CONF.match(str(key).strip()))
+
+
+def _java_option(option: str) -> str:
+    """One JVM option quoted for extraJavaOptions (Spark splits it at white space, honouring
+    double quotes and backslash escapes): a path with spaces stays one option."""
+    return '"' + option.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def spark_conf(settings: SparkSettings) -> dict[str, str]:
     """The full configuration a session is built with (exposed for tests and `--dry-run`)."""
     cores = os.cpu_count() or 2
     log4j = resources.files("pipelines").joinpath("log4j2.properties")
-    java_opts = f"-Dlog4j2.configurationFile=file:{log4j}"
+    java_opts = _java_option(f"-Dlog4j2.configurationFile=file:{log4j}")
     driver_opts = java_opts
     if settings.log_file:
         os.makedirs(os.path.dirname(os.path.abspath(settings.log_file)), exist_ok=True)
-        driver_opts += f" -Dcorpusforge.spark.log={os.path.abspath(settings.log_file)}"
+        driver_opts += " " + _java_option(f"-Dcorpusforge.spark.log={os.path.abspath(settings.log_file)}")
     conf = {
         "spark.master": settings.master,
         "spark.app.name": settings.app_name,

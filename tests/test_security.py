@@ -430,6 +430,48 @@ def test_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path: Path) -> None
     assert len(str(info.value)) < 2000
 
 
+CODE_LOADING_SPARK_KEYS = [
+    "spark.driver.extraJavaOptions", "spark.executor.extraClassPath", "spark.jars", "spark.jars.packages",
+    "spark.submit.pyFiles", "spark.archives", "spark.pyspark.python", "spark.python.worker.module",
+    "spark.executorEnv.LD_PRELOAD", "spark.plugins", "spark.extraListeners", "spark.sql.extensions",
+    "spark.kubernetes.container.image", "spark.executor.resource.gpu.discoveryScript",
+]
+
+
+@pytest.mark.parametrize("key", CODE_LOADING_SPARK_KEYS)
+def test_a_recipe_file_cannot_make_spark_load_code(key: str, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: demo\nstages: [ingest]\nspark:\n  conf:\n    spark.executor.memory: 2g\n    {key}: /tmp/x\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    assert f"{recipe}:6: spark.conf: {key} would let the recipe load or run code" in str(info.value)
+    assert f"--set spark.conf.{key}=VALUE" in str(info.value)
+    # The operator's own command line may set it (docs/scaling.md ships jars and environments so).
+    recipe.write_text("name: demo\nstages: [ingest]\n")
+    assert load_recipe(recipe, [f"spark.conf.{key}=/tmp/x"]).spark.conf == {key: "/tmp/x"}
+
+
+def test_tuning_settings_in_a_recipe_file_are_fine(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages: [ingest]\nspark:\n  conf:\n    spark.executor.memory: 8g\n"
+                      "    spark.sql.adaptive.enabled: true\n    spark.driver.maxResultSize: 2g\n")
+    assert load_recipe(recipe).spark.conf["spark.executor.memory"] == "8g"
+
+
+def test_a_log_path_with_spaces_and_quotes_stays_one_jvm_option(spark, tmp_path: Path) -> None:
+    """Spark's own parser splits extraJavaOptions: a log path with white space or quotes (an
+    output directory the user named so) must not become extra JVM options."""
+    from pipelines.spark import SparkSettings, spark_conf
+
+    log = tmp_path / 'my builds' / 'it\'s "here" -Dinjected=1' / "spark.log"
+    options = spark_conf(SparkSettings(log_file=str(log)))["spark.driver.extraJavaOptions"]
+    jvm = spark.sparkContext._jvm
+    parsed = [str(o) for o in jvm.scala.jdk.javaapi.CollectionConverters.asJava(
+        jvm.org.apache.spark.util.Utils.splitCommandString(options))]
+    assert len(parsed) == 2 and parsed[1] == f"-Dcorpusforge.spark.log={log}"
+    assert parsed[0].startswith("-Dlog4j2.configurationFile=file:")
+
+
 PRODUCTION = ("pipelines", "synth", "flows", "filters")
 # Calls that run or import code chosen by data, or deserialize into arbitrary objects.
 DANGEROUS_NAMES = {"eval", "exec", "compile", "__import__", "breakpoint"}
