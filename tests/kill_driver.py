@@ -8,7 +8,7 @@ die at once, with no ``finally``, ``atexit`` or shutdown hook running. Only *whe
 chosen here, by wrapping functions of the stage contract (:mod:`pipelines.stage`), so that each
 test hits its window every time instead of racing a timer:
 
-``write``
+``write`` (``write:N``: in the N-th Spark stage the process runs, e.g. inside ``corpusforge run``)
     while the stage's Spark job writes its output: as soon as the first file appears in the
     staging directory (``.NAME.tmp-PID``), or at the latest when ``write_kept`` returns.
 ``publish``
@@ -49,12 +49,17 @@ def _kill_when_a_file_appears(folder: Path) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def kill_during_write() -> None:
+def kill_during_write(nth: int = 1) -> None:
     import flows.runner as runner
 
     original_run_stage = runner.run_stage
+    started = 0
 
     def run_stage(stage, *args, **kwargs):
+        nonlocal started
+        started += 1
+        if started != nth:
+            return original_run_stage(stage, *args, **kwargs)
         original_write = stage.write_kept
 
         def write_kept(kept, tmp, config):
@@ -98,8 +103,8 @@ def kill_at_rename(which: int) -> None:
 
 def main(argv: list[str]) -> None:
     point, cli_args = argv[0], argv[1:]
-    if point == "write":
-        kill_during_write()
+    if point == "write" or point.startswith("write:"):
+        kill_during_write(int(point.partition(":")[2] or 1))
     elif point == "publish":
         kill_at_rename(1)
     elif point == "replace":

@@ -195,3 +195,41 @@ def test_kill_while_publishing(spark, chain, point: str, tmp_path: Path) -> None
 @pytest.mark.parametrize("name", [n for n in CHAIN if n != "ingest"])
 def test_kill_while_publishing_every_stage(spark, chain, name: str, point: str, tmp_path: Path) -> None:
     _kill_and_rerun(spark, chain, name, point, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_build_killed_in_its_second_stage_resumes_there(spark, prefect_server, chain, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    recipe = tmp_path / "build.yaml"
+    recipe.write_text(
+        f"name: killed\nstages: [ingest, langid, quality]\n"
+        f"ingest:\n  paths: [{chain.raw['ingest']}]\n  source: tests\nspark:\n  master: local[2]\n"
+    )
+    reference = tmp_path / "reference"
+    done = runner.invoke(app, ["run", str(recipe), "--out", str(reference)])
+    assert done.exit_code == 0, done.output
+
+    out = tmp_path / "build"
+    command = [sys.executable, "-m", "tests.kill_driver", "write:2", "run", str(recipe), "--out", str(out)]
+    killed = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=300, start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    finished_ingest = read_success(out / "ingest")
+    assert finished_ingest is not None  # the first stage had finished
+    assert not (out / "langid").exists() and leftovers(out / "langid")
+    assert not (out / "quality").exists()
+
+    again = runner.invoke(app, ["run", str(recipe), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert [(s["stage"], s["skipped"]) for s in summary["stages"]] == [
+        ("ingest", True), ("langid", False), ("quality", False)
+    ]
+    assert read_success(out / "ingest") == finished_ingest  # not run again
+    assert not leftovers(out / "langid")
+    for name in ("ingest", "langid", "quality"):
+        assert _dataset_rows(out / name) == _dataset_rows(reference / name), name
