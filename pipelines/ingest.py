@@ -386,12 +386,23 @@ def _read_parquet(file: dict[str, Any], config: IngestConfig) -> Iterator[dict[s
     wanted = [k for k in (config.text_key, config.id_key, config.url_key, config.title_key) if k in names]
     row_number = 0
     for batch in parquet.iter_batches(columns=wanted, batch_size=1024):
-        for record in batch.to_pylist():
+        columns = [_python_values(column) for column in batch.columns]
+        for record in (dict(zip(batch.schema.names, values)) for values in zip(*columns)):
             where, locator = f"{path}#row={row_number}", f"{rel}#{row_number}"
             text = record.get(config.text_key)
             size = len(text.encode()) if isinstance(text, str) else 0
             yield _record_row(record, locator, where, file, config, size, {"row": str(row_number)})
             row_number += 1
+
+
+def _python_values(column: pa.Array) -> list[Any]:
+    """A column's values; strings decoded with replacement characters. Parquet does not check that
+    a string column holds UTF-8 (other writers may store any bytes), and ``to_pylist`` would fail
+    on one bad value, taking its whole batch and the rest of the file with it."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        raw = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary())
+        return [None if value is None else value.decode("utf-8", "replace") for value in raw.to_pylist()]
+    return column.to_pylist()
 
 
 READERS = {"text": _read_whole_file, "html": _read_whole_file, "jsonl": _read_jsonl, "parquet": _read_parquet}
