@@ -310,6 +310,16 @@ def remove_leftovers(output: Path) -> None:
         remove_tree(leftover)
 
 
+def _quietly(what: str, *steps: Callable[[], Any]) -> None:
+    """Clean-up after a stage: a failure here (a JVM that died of an OOM fails ``unpersist``
+    too) is logged and must not replace the error that stopped the stage."""
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not %s: %s", what, exc)
+
+
 def _discard_staging(tmp: Path) -> None:
     """After a failed run: free the space now (a full disk is a common cause) rather than at the
     next run; a failure to remove it must not hide the error that stopped the stage."""
@@ -520,8 +530,7 @@ def run_stage(
             _discard_staging(tmp)
             raise
         finally:
-            working.unpersist()
-            stage.release()
+            _quietly("release the stage's cached data", working.unpersist, stage.release)
 
         stats = {
             "stage": stage.name,

@@ -88,7 +88,7 @@ def test_leftovers_of_a_crashed_run_are_removed(spark, corpus: Path, tmp_path: P
     assert (out / SUCCESS_FILE).exists()
 
 
-def test_a_failed_run_removes_its_staging_directory(spark, corpus: Path, tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_run_removes_its_staging_directory_and_reports_the_first_error(spark, corpus: Path, tmp_path: Path, monkeypatch) -> None:
     import errno
 
     from pipelines.stage import leftovers
@@ -100,9 +100,13 @@ def test_a_failed_run_removes_its_staging_directory(spark, corpus: Path, tmp_pat
         assert any(Path(tmp).iterdir())
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
+    def unpersist_fails(self, blocking: bool = False):
+        raise RuntimeError("the JVM is gone")  # as after an executor OOM
+
     monkeypatch.setattr(IngestStage, "write_kept", write_then_fail)
+    monkeypatch.setattr("pyspark.sql.DataFrame.unpersist", unpersist_fails)
     out = tmp_path / "docs"
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(OSError, match="No space left on device"):  # not hidden by the failed clean-up
         ingest(spark, [corpus], out)
     assert not out.exists() and not leftovers(out)  # the space is given back at once
 
