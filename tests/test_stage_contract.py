@@ -104,7 +104,7 @@ def test_a_failed_run_removes_its_staging_directory_and_reports_the_first_error(
         raise RuntimeError("the JVM is gone")  # as after an executor OOM
 
     monkeypatch.setattr(IngestStage, "write_kept", write_then_fail)
-    monkeypatch.setattr("pyspark.sql.DataFrame.unpersist", unpersist_fails)
+    monkeypatch.setattr(type(spark.range(1)), "unpersist", unpersist_fails)
     out = tmp_path / "docs"
     with pytest.raises(OSError, match="No space left on device"):  # not hidden by the failed clean-up
         ingest(spark, [corpus], out)
