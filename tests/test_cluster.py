@@ -17,7 +17,8 @@ from bench.standalone import StandaloneCluster
 from flows.recipe import default_recipe
 from flows.runner import execute_stage
 
-pytestmark = pytest.mark.cluster
+# slow: about 80 s (a master, a worker and a Prefect run), more than the default suite can spare.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

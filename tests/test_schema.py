@@ -31,6 +31,7 @@ def test_valid_dataset_passes(tmp_path: Path) -> None:
     pq.write_table(DOCUMENT_SCHEMA.empty_table(), tmp_path / "part-0.parquet")
     (tmp_path / "_rejects").mkdir()
     pq.write_table(pa.table({"x": [1]}), tmp_path / "_rejects" / "part-0.parquet")  # ignored: starts with _
+    (tmp_path / "_SUCCESS").write_text("{}")  # a finished stage output (without it: refused as unfinished)
     assert validate_dataset(tmp_path) == [tmp_path / "part-0.parquet"]
 
 
