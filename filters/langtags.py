@@ -86,7 +86,7 @@ def dominant_script(text: str, sample: int = 2000) -> str | None:
 
 def with_script(code: str, text: str) -> str:
     """Serbian gets the script its text is written in (``sr`` → ``sr-Cyrl`` or ``sr-Latn``)."""
-    if base(code) != "sr":
+    if not code.startswith("sr") or (len(code) > 2 and code[2] != "-"):  # hot path: not Serbian
         return code
     script = dominant_script(text)
     return f"sr-{script}" if script else code
