@@ -101,12 +101,11 @@ def cld2_candidates(line: str) -> tuple[bool, Candidates]:
 
 
 def fasttext_candidates(identifier: LanguageIdentifier, lines: list[str]) -> list[Candidates]:
-    """fastText's top-3 per line, in the project's codes (Serbian with its script)."""
+    """fastText's top-3 per normalized line, in the project's codes (two raw labels may share one)."""
     out = []
-    for line, top in zip(lines, identifier._predict_normalized(lines, TOP_K)):
+    for top in identifier._predict_normalized(lines, TOP_K):
         merged: dict[str, float] = {}
-        for label, p in top:
-            code = with_script(canonical(label, "fasttext"), line)
+        for code, p in top:
             merged[code] = merged.get(code, 0.0) + p
         out.append(list(merged.items()))
     return out
