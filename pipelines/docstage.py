@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 Rows = list[dict[str, Any]]
-BatchProcessor = Callable[[Rows], None]  # updates the rows in place
+# Updates the rows in place; may return new rows to append (1 -> N documents), else None.
+BatchProcessor = Callable[[Rows], "Rows | None"]
 BINARY_SAMPLE_CHARS = 4096
 
 
@@ -83,6 +84,7 @@ class DocumentStage(Stage):
     Subclasses implement :meth:`batch_processor`, which runs inside Spark's Python workers:
     it must be picklable and should load models lazily, once per worker process. It updates
     the rows in place: columns it fills, and ``_drop_reason`` / ``_drop_detail`` to drop one.
+    It may also return new rows (every document column, see :func:`batch_runner`).
     """
 
     Config = DocumentStageConfig
@@ -95,6 +97,10 @@ class DocumentStage(Stage):
     def batch_processor(self, config: BaseModel) -> BatchProcessor:
         """Return the function applied to every batch of (guarded) rows."""
 
+    def row_columns(self, config: BaseModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(reads, writes) for this config; the class attributes unless a stage needs more."""
+        return self.reads, self.writes
+
     def transform(self, spark: "SparkSession", inputs: list[Path], config: BaseModel) -> "DataFrame":
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
@@ -102,7 +108,7 @@ class DocumentStage(Stage):
         assert isinstance(config, DocumentStageConfig)
         documents = self.read_documents(spark, inputs).withColumn(BYTES_IN, F.octet_length("text").cast("long"))
         documents = spread_over_cores(spark, documents, inputs)
-        run = batch_runner(self.batch_processor(config), self.reads, self.writes, config.max_doc_bytes)
+        run = batch_runner(self.batch_processor(config), *self.row_columns(config), config.max_doc_bytes)
         return documents.select(*DOCUMENT_COLUMNS, BYTES_IN).mapInArrow(run, from_arrow_schema(WORKING_SCHEMA))
 
 
@@ -133,6 +139,12 @@ def batch_runner(
 
     Rows hold ``id``, ``url``, ``text`` and the ``reads`` and ``writes`` columns; the output
     batch is the input batch with the ``writes`` columns (and the drop columns) replaced.
+
+    When ``process`` returns new rows, they are appended after the batch's rows and every
+    column of that output batch is built from Python rows (the input rows completed from the
+    batch). A new row gives every document column it needs (missing ones are null); its
+    ``_bytes_in`` defaults to 0, since the input bytes are counted once, on the input row.
+    A processor that changes a column outside ``writes`` must return new rows in that batch.
     """
     row_columns = list(dict.fromkeys(("id", "url", "text", *reads, *writes)))
     written = list(dict.fromkeys(writes))
@@ -153,8 +165,10 @@ def batch_runner(
                         replaced.add("text")
                 else:
                     passed.append(row)
-            if passed:
-                process(passed)
+            extra = process(passed) if passed else None
+            if extra:
+                yield _rows_batch(batch, rows, extra)
+                continue
             replaced |= {DROP_REASON, DROP_DETAIL}
             arrays = [
                 pa.array([row[field.name] for row in rows], type=field.type)
@@ -165,3 +179,15 @@ def batch_runner(
             yield pa.RecordBatch.from_arrays(arrays, schema=WORKING_SCHEMA)
 
     return run
+
+
+def _rows_batch(batch: pa.RecordBatch, rows: Rows, extra: Rows) -> pa.RecordBatch:
+    """The batch's rows (updated by ``rows``) followed by ``extra``, every column from Python."""
+    full = batch.to_pylist()
+    for whole, row in zip(full, rows):
+        whole.update(row)
+    for row in extra:
+        row.setdefault(BYTES_IN, 0)
+    out = full + extra
+    arrays = [pa.array([row.get(field.name) for row in out], type=field.type) for field in WORKING_SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=WORKING_SCHEMA)
