@@ -64,7 +64,23 @@ class LangIdConfig(DocumentStageConfig):
         bad = {lang: score for lang, score in keep.items() if not 0.0 <= score <= 1.0}
         if bad:
             raise ValueError(f"scores must be between 0 and 1: {bad}")
-        return keep
+        from filters.langtags import canonical
+
+        # One code system (filters/langtags.py): `no` keeps what the models call `nb`, `iw` `he`.
+        codes: dict[str, float] = {}
+        for lang, score in keep.items():
+            code = canonical(lang)
+            if code in codes and codes[code] != score:
+                raise ValueError(f"{lang!r} is the same language as another key ({code}) with another score")
+            codes[code] = score
+        return codes
+
+
+def kept_threshold(lang: str, keep: dict[str, float]) -> float | None:
+    """The threshold for ``lang``: its own key, else its language's key without script (``zh`` for ``zh-Hant``)."""
+    if lang in keep:
+        return keep[lang]
+    return keep.get(lang.split("-", 1)[0])
 
 
 def decide_language(lang: str | None, score: float, keep: dict[str, float]) -> tuple[str, str] | None:
@@ -73,10 +89,11 @@ def decide_language(lang: str | None, score: float, keep: dict[str, float]) -> t
         return None
     if lang is None:
         return "no_language", "no prediction"
-    if lang not in keep:
+    threshold = kept_threshold(lang, keep)
+    if threshold is None:
         return "language_not_kept", f"{lang} ({score:.2f})"
-    if score < keep[lang]:
-        return "score_below_threshold", f"{lang} {score:.2f} < {keep[lang]:.2f}"
+    if score < threshold:
+        return "score_below_threshold", f"{lang} {score:.2f} < {threshold:.2f}"
     return None
 
 
@@ -144,8 +161,19 @@ class LangIdStage(DocumentStage):
     name = "langid"
     summary = "language ID (fastText lid.176, CLD2 or both): lang, lang_score; keep chosen languages"
     Config = LangIdConfig
-    code_modules = ("filters.langid", "filters.langid_paragraphs")
+    code_modules = ("filters.langid", "filters.langid_paragraphs", "filters.langtags", "filters.langid_ensemble")
     writes = ("lang", "lang_score")
+
+    def fingerprint_extras(self, config: BaseModel) -> dict[str, Any]:
+        """The tuned ensemble rule is data, not code: a retuned one reruns cld2 and ensemble outputs."""
+        assert isinstance(config, LangIdConfig)
+        if config.model == "fasttext":
+            return {}
+        import hashlib
+
+        from filters.langid_ensemble import PARAMS_FILE
+
+        return {"langid_params": hashlib.sha256(PARAMS_FILE.read_bytes()).hexdigest()}
 
     def row_columns(self, config: BaseModel) -> tuple[tuple[str, ...], tuple[str, ...]]:
         assert isinstance(config, LangIdConfig)

@@ -182,3 +182,41 @@ def test_shipped_rule_is_complete() -> None:
     assert set(rule) >= {"weights", "gamma", "default_trust", "fasttext_confident", "trust", "calibration"}
     assert len(rule["calibration"]) == 6 and len(params["cld2"]["calibration"]) == 3
     assert all(0.0 < t < 1.0 for table in rule["trust"].values() for t in table.values())
+
+
+# --- through the langid stage ------------------------------------------------------------
+
+
+def test_keep_keys_use_the_code_system() -> None:
+    from pipelines.langid import LangIdConfig, decide_language
+
+    config = LangIdConfig(keep={"no": 0.5, "iw": 0.5, "zh": 0.3, "sr-Latn": 0.4})
+    assert config.keep == {"nb": 0.5, "he": 0.5, "zh": 0.3, "sr-Latn": 0.4}
+    assert decide_language("zh-Hant", 0.9, config.keep) is None  # a key without script keeps every script
+    assert decide_language("sr-Latn", 0.9, config.keep) is None
+    assert decide_language("sr-Cyrl", 0.9, config.keep) == ("language_not_kept", "sr-Cyrl (0.90)")
+    assert decide_language("zh-Hans", 0.2, config.keep) == ("score_below_threshold", "zh-Hans 0.20 < 0.30")
+    with pytest.raises(ValueError, match="same language"):
+        LangIdConfig(keep={"no": 0.5, "nb": 0.6})
+
+
+def test_ensemble_stage_keeps_languages_fasttext_cannot_name(spark, tmp_path) -> None:
+    """model: ensemble through the real stage: Zulu and Shona (not in lid.176) are named and kept."""
+    from pipelines.langid import LangIdConfig, LangIdStage
+    from pipelines.stage import run_stage
+    from tests.test_stages_filters import read_output, write_documents
+
+    docs = {
+        "zu": "Bonke abantu bazalwa bekhululekile belingana ngesithunzi nangamalungelo. Banikwe umcabango nanembeza.",
+        "sn": "Vanhu vese vanoberekwa vakasununguka uye vakaenzana pakodzero nechiremera. Vakapiwa njere nehana.",
+        "de": "Alle Menschen sind frei und gleich an Würde und Rechten geboren. Sie sind mit Vernunft und Gewissen begabt.",
+        "zh-Hant": "人人生而自由，在尊嚴和權利上一律平等。他們賦有理性和良心，並應以兄弟關係的精神相對待。",
+    }
+    inputs = write_documents(tmp_path / "in", [{"id": k, "text": v} for k, v in docs.items()])
+    config = LangIdConfig(model="ensemble", keep={"zu": 0.3, "sn": 0.3, "zh": 0.3})
+    result = run_stage(LangIdStage(), [inputs], tmp_path / "out", config, lambda: spark)
+    kept = read_output(tmp_path / "out")
+    assert {k: v["lang"] for k, v in kept.items()} == {"zu": "zu", "sn": "sn", "zh-Hant": "zh-Hant"}
+    assert all(0.3 <= v["lang_score"] <= 1.0 for v in kept.values())
+    assert result.stats["dropped"] == {"langid:language_not_kept": {"docs": 1, "bytes": len(docs["de"].encode())}}
+    assert result.stats["languages"] == {"zu": 1, "sn": 1, "zh-Hant": 1}
