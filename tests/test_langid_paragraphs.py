@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
 
 from filters.langid_paragraphs import identify_paragraphs, paragraph_languages, split_paragraphs
 from pipelines.docstage import batch_runner
 from pipelines.langid import MIXED_REASON, LangIdConfig, LangIdStage
-from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, DOCUMENT_SCHEMA, WORKING_SCHEMA, document_id
+from pipelines.schema import BYTES_IN, DOCUMENT_COLUMNS, WORKING_SCHEMA, document_id
 from pipelines.stage import run_stage
 from tests.test_stages_filters import read_output, write_documents
 
