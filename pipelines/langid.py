@@ -247,6 +247,8 @@ class LangIdStage(DocumentStage):
         summary: dict[str, Any] = {"languages": dict(sorted(languages.items(), key=lambda kv: -kv[1]))}
         if config.paragraphs.enabled:
             summary.update(paragraph_stats(working, config.paragraphs.min_dominant_share))
+            # The totals count working rows; documents split off were not read, they were made.
+            summary["docs_in"] = stats["docs_in"] - summary["split_documents"]
         return summary
 
 

@@ -206,7 +206,7 @@ def test_split_makes_one_document_per_language(spark, tmp_path: Path, inputs: Pa
     stats = result.stats
     assert stats["dropped"] == {"langid:language_not_kept": {"docs": 1, "bytes": 0}}  # new rows bring no input bytes
     assert stats["bytes_in"] == len(MIXED.encode()) + len(ENGLISH.encode())
-    assert (stats["docs_in"], stats["docs_out"]) == (4, 3)  # docs_in counts working rows: 2 inputs + 2 new
+    assert (stats["docs_in"], stats["docs_out"]) == (2, 3)  # 2 read; the parent's 2 split-offs made, one dropped
     assert (stats["mixed_documents"], stats["split_documents"]) == (1, 2)
     assert stats["languages"] == {"en": 2, "de": 1}
     assert stats["paragraph_languages"] == {"en": CHARS["en"] + len(EN[0]) + len(EN[2]), "de": len(DE)}
