@@ -1,27 +1,28 @@
-"""Tune the fastText + CLD2 ensemble on one half of the labelled set; score all three on the other.
+"""Tune the fastText + CLD2 ensemble on the tune halves of the labelled sets; score all three on the test halves.
 
 Usage::
 
     python -m bench.langid_eval tune            # writes filters/langid_ensemble.json
     python -m bench.langid_eval eval [--per-language bench/langid-per-language.md]
 
-The set is ``tests/data/udhr_lid.jsonl.gz`` (``bench/make_udhr_lid.py``): short strings of
-the UDHR in 175 languages, in a ``tune`` half (preamble, even articles) and a ``test`` half
-(odd articles). ``tune`` reads only the tune half; ``eval`` reports only the test half.
+The main set is ``tests/data/udhr_lid.jsonl.gz`` (``bench/make_udhr_lid.py``): short strings
+of the UDHR in 175 languages, in a ``tune`` half (preamble, even articles) and a ``test`` half
+(odd articles). The second is the translated UI strings of this machine's gettext catalogues
+(``tests/langid_data.py``: 21 languages), every other string in each half. ``tune`` reads
+only the tune halves; ``eval`` reports only the test halves.
 
 Tuning
 ------
-Two domains are tuned on together: the UDHR's tune half and half of the translated UI strings
-of this machine's gettext catalogues (``tests/langid_data.py``: 21 languages, every other
-string). Tuned on the UDHR alone, the rule learnt to trust CLD2 wherever it spoke, and lost
-1.7 points to lid.176 on UI strings (CLD2 says English for Italian strings full of English
-terms); the objective is the mean of the two domains' macro accuracies. A grid over the CLD2 weight (fastText's is 1), the trust exponent ``gamma``, the trust of a
-label a model never said and the fastText probability that wins outright (see :mod:`filters.langid_ensemble`). Each setting is scored by macro
-accuracy on the tune half with *cross-fitted* trust: the tune half is cut in two by article,
-and each part is scored with trust tables counted on the other, so the grid cannot pick a
-setting that only memorised its own strings. The chosen setting's final trust tables are
-counted on the whole tune half; then the two calibrations (ensemble and cld2 alone) are fitted
-there with scikit-learn's logistic regression.
+Both domains are tuned on together. Tuned on the UDHR alone, the rule learnt to trust CLD2
+wherever it spoke and lost 1.7 points to lid.176 on UI strings (CLD2 says English for Italian
+strings full of English terms); so the objective is the mean of the two domains' macro
+accuracies. A grid over the CLD2 weight (fastText's is 1), the trust exponent ``gamma``, the
+trust of a label a model never said and the fastText probability that wins outright (see
+:mod:`filters.langid_ensemble`) is scored with *cross-fitted* trust: the tune rows are cut in
+two (by article, and every other UI string), and each part is scored with trust tables counted
+on the other, so the grid cannot pick a setting that only memorised its own strings. The
+chosen setting's final trust tables are counted on all tune rows; then the two calibrations
+(ensemble and cld2 alone) are fitted there with scikit-learn's logistic regression.
 
 Scoring
 -------
@@ -30,10 +31,9 @@ once) over three sets of languages: all 175 (what a multilingual build needs), t
 models can name, and those lid.176 can name (where it has a fair chance). A prediction is
 right when it is the gold code; lid.176's script-less ``zh`` counts as right for both
 ``zh-Hans`` and ``zh-Hant`` (it cannot tell them apart, and that is not held against it).
-The second domain, translated UI strings from this machine's gettext catalogues
-(``tests/langid_data.py``, 21 languages), is scored on its own test half. Speed is strings per second through each identifier's ``predict`` in this process, best of 3.
-Calibration: expected calibration error (10 bins) of each model's score as a probability of
-being right.
+The UI strings are scored on their own test half. Speed is strings per second through each
+identifier's ``predict`` in this process, best of 3. Calibration: expected calibration error
+(10 bins) of each model's score as a probability of being right.
 """
 
 from __future__ import annotations

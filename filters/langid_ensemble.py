@@ -17,20 +17,20 @@ short strings get an answer). Every candidate language ``L`` scores
     s(L) = Σ_model  w_model · trust_model(L) ** gamma · p_model(L)
 
 where ``trust_model(L)`` is how often that model was right when it said ``L`` on the tune
-half of the labelled set (``tests/data/udhr_lid.jsonl.gz``; smoothed, ``default_trust`` for a
-label it never said there). The label is the best-scoring candidate, except that fastText's
-top answer wins outright when its probability is at least ``fasttext_confident``: CLD2's
-"percent" is the share of the text it gave a language, not a confidence (it says 98% Vietnamese
-for Kurmanji and 98% English for Italian UI strings full of English terms), so a confident
-fastText is not outvoted by it. The weights, ``gamma``, ``fasttext_confident`` and the trust
-tables are chosen on the tune half by ``python -m bench.langid_eval tune``
-(never on the half the accuracy is reported on) and stored in ``langid_ensemble.json`` beside
-this file.
+halves (the UDHR set ``tests/data/udhr_lid.jsonl.gz`` and the gettext UI strings; smoothed,
+``default_trust`` for a label it never said there). The label is the best-scoring candidate,
+except that fastText's top answer wins outright when its probability is at least
+``fasttext_confident``: CLD2's "percent" is the share of the text it gave a language, not a
+confidence (it says 98% Vietnamese for Kurmanji). The tuning may switch that override off
+(a value above 1), and the shipped rule does: on the tune halves it cost more than it saved.
+The weights, ``gamma``, ``fasttext_confident`` and the trust tables are chosen on the tune
+halves by ``python -m bench.langid_eval tune`` (never on the halves the accuracy is reported
+on) and stored in ``langid_ensemble.json`` beside this file.
 
 The score
 ---------
 ``s(L)`` is not a probability. The score written to ``lang_score`` is a logistic
-calibration, fitted on the tune half, of the chance that the label is right, from the
+calibration, fitted on the tune halves, of the chance that the label is right, from the
 best and second-best candidate scores, whether the two models' top answers agree, CLD2's
 "reliable" flag and fastText's own top probability. ``cld2`` alone gets the same kind of
 calibration of its top share and reliable flag. A score of 0.8 means "right about 80% of the
