@@ -49,14 +49,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from filters.langid import LanguageIdentifier, make_identifier
-from filters.langid_ensemble import (
-    PARAMS_FILE,
-    cld2_candidates,
-    cld2_features,
-    combine,
-    fasttext_candidates,
-    normalize_for_langid,
-)
+from filters.langid_ensemble import PARAMS_FILE, cld2_features, combine, observations
 from filters.langtags import base
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "udhr_lid.jsonl.gz"
@@ -74,14 +67,6 @@ def load_set(path: Path = DATA, split: str | None = None) -> list[dict[str, Any]
 
 def is_right(predicted: str | None, gold: str) -> bool:
     return predicted == gold or (predicted is not None and "-" not in predicted and predicted == base(gold) != gold)
-
-
-def observe(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """(fastText candidates, CLD2 reliable, CLD2 candidates) for every row."""
-    fasttext = LanguageIdentifier()
-    lines = [normalize_for_langid(r["text"]) for r in rows]
-    ft = fasttext_candidates(fasttext, lines)
-    return [(f, *cld2_candidates(line)) for f, line in zip(ft, lines)]
 
 
 def trust_tables(rows: list[dict[str, Any]], seen: list[tuple[Any, ...]]) -> dict[str, dict[str, float]]:
@@ -149,7 +134,7 @@ def tune(out: Path) -> dict[str, Any]:
 
     rows = [dict(r, domain="udhr", fold=(r["article"] // 2) % 2) for r in load_set(split="tune")]
     rows += [dict(r, domain="gettext", fold=(i // 2) % 2) for i, r in enumerate(gettext_set()) if r["split"] == "tune"]
-    seen = observe(rows)
+    seen = observations(LanguageIdentifier(), [r["text"] for r in rows])
     folds = [[i for i, r in enumerate(rows) if r["fold"] == part] for part in (0, 1)]
     fold_trust = []
     for part in (0, 1):

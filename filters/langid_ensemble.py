@@ -72,7 +72,8 @@ class Cld2MissingError(ImportError):
     """``pycld2`` is not installed."""
 
 
-def _cld2() -> Any:
+def require_cld2() -> Any:
+    """The ``pycld2`` module; :class:`Cld2MissingError`, naming the install command, without it."""
     try:
         import pycld2
     except ImportError as exc:
@@ -84,7 +85,7 @@ def cld2_candidates(line: str) -> tuple[bool, Candidates]:
     """(reliable, [(code, share of the text), …]) from CLD2's best-effort detection of one line."""
     if not line:
         return False, []
-    pycld2 = _cld2()
+    pycld2 = require_cld2()
     try:
         reliable, _bytes, details = pycld2.detect(line, bestEffort=True)
     except pycld2.error:
@@ -109,6 +110,14 @@ def fasttext_candidates(identifier: LanguageIdentifier, lines: list[str]) -> lis
             merged[code] = merged.get(code, 0.0) + p
         out.append(list(merged.items()))
     return out
+
+
+def observations(
+    fasttext: LanguageIdentifier, texts: Sequence[str], max_chars: int = DEFAULT_MAX_CHARS
+) -> list[tuple[Candidates, bool, Candidates]]:
+    """(fastText candidates, CLD2 reliable, CLD2 candidates) per text: what the rule reads."""
+    lines = [normalize_for_langid(t, max_chars) for t in texts]
+    return [(ft, *cld2_candidates(line)) for ft, line in zip(fasttext_candidates(fasttext, lines), lines)]
 
 
 def _sigmoid(x: float) -> float:
@@ -168,7 +177,7 @@ class Cld2Identifier:
     def __init__(self, max_chars: int = DEFAULT_MAX_CHARS, params: str | None = None) -> None:
         if max_chars <= 0:
             raise ValueError("max_chars must be positive")
-        _cld2()  # fail here, with the install command, not inside a worker
+        require_cld2()  # fail here, with the install command, not inside a worker
         self.max_chars = max_chars
         self.params = params
         self.calibration = load_params(params)["cld2"]["calibration"]
@@ -193,7 +202,7 @@ class EnsembleIdentifier:
     def __init__(
         self, path: str | os.PathLike[str] | None = None, max_chars: int = DEFAULT_MAX_CHARS, params: str | None = None
     ) -> None:
-        _cld2()
+        require_cld2()
         self.fasttext = LanguageIdentifier(path=path, max_chars=max_chars)
         self.max_chars = max_chars
         self.params = params
@@ -202,19 +211,9 @@ class EnsembleIdentifier:
     def __reduce__(self) -> tuple[Any, tuple[str | None, int, str | None]]:
         return (type(self), (self.fasttext._path_arg, self.max_chars, self.params))
 
-    def candidates(self, texts: Sequence[str]) -> list[tuple[str, Candidates, bool, Candidates]]:
-        """(line, fastText candidates, CLD2 reliable, CLD2 candidates) per text: what the rule reads."""
-        lines = [normalize_for_langid(t, self.max_chars) for t in texts]
-        ft = fasttext_candidates(self.fasttext, lines)
-        out = []
-        for line, ft_top in zip(lines, ft):
-            reliable, cld = cld2_candidates(line)
-            out.append((line, ft_top, reliable, cld))
-        return out
-
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         out: list[Prediction] = []
-        for _line, ft, reliable, cld in self.candidates(texts):
+        for ft, reliable, cld in observations(self.fasttext, texts, self.max_chars):
             label, features = combine(ft, reliable, cld, self.rule)
             out.append((label, calibrated(self.rule["calibration"], features)) if label else (None, 0.0))
         return out

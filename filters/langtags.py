@@ -17,7 +17,7 @@ goes through :func:`canonical` before it is compared, stored or written:
   ``zlm`` (Malay, the individual language) is ``ms``, as CLDR already folds ``zsm``.
 
 A recipe's ``keep:`` keys go through the same function, and a key without a script matches
-every script of its language (``zh`` keeps ``zh-Hans`` and ``zh-Hant``): see :func:`matches`.
+every script of its language (``zh`` keeps ``zh-Hans`` and ``zh-Hant``): see :func:`by_language`.
 """
 
 from __future__ import annotations
@@ -62,11 +62,12 @@ def base(code: str) -> str:
     return code.split("-", 1)[0]
 
 
-def matches(code: str | None, wanted: str) -> bool:
-    """Whether ``code`` is the language ``wanted``; a ``wanted`` without a script takes every script."""
-    if code is None:
-        return False
-    return code == wanted or ("-" not in wanted and base(code) == wanted)
+def by_language(code: str, table: dict[str, float]) -> float | None:
+    """``table``'s value for ``code``: its own key, else its language's key without script
+    (``zh`` for ``zh-Hant``); ``None`` when neither is there."""
+    if code in table:
+        return table[code]
+    return table.get(base(code))
 
 
 def dominant_script(text: str, sample: int = 2000) -> str | None:

@@ -76,20 +76,15 @@ class LangIdConfig(DocumentStageConfig):
         return codes
 
 
-def kept_threshold(lang: str, keep: dict[str, float]) -> float | None:
-    """The threshold for ``lang``: its own key, else its language's key without script (``zh`` for ``zh-Hant``)."""
-    if lang in keep:
-        return keep[lang]
-    return keep.get(lang.split("-", 1)[0])
-
-
 def decide_language(lang: str | None, score: float, keep: dict[str, float]) -> tuple[str, str] | None:
     """(rule, what) when the document's language is not kept, else None."""
     if not keep:
         return None
     if lang is None:
         return "no_language", "no prediction"
-    threshold = kept_threshold(lang, keep)
+    from filters.langtags import by_language
+
+    threshold = by_language(lang, keep)
     if threshold is None:
         return "language_not_kept", f"{lang} ({score:.2f})"
     if score < threshold:
@@ -192,10 +187,12 @@ class LangIdStage(DocumentStage):
             except LangIdModelError as exc:
                 raise StageInputError(f"langid: {exc}") from exc
         if config.model != "fasttext":
-            import importlib.util
+            from filters.langid_ensemble import Cld2MissingError, require_cld2
 
-            if importlib.util.find_spec("pycld2") is None:
-                raise StageInputError(f"langid: model {config.model} needs CLD2: pip install pycld2==0.42")
+            try:
+                require_cld2()
+            except Cld2MissingError as exc:
+                raise StageInputError(f"langid: model {config.model}: {exc}") from exc
         settings = config.model_dump()
 
         def process(rows: Rows) -> Rows | None:

@@ -10,7 +10,7 @@ import pytest
 from bench import langid_eval
 from filters.langid import LanguageIdentifier, make_identifier
 from filters.langid_ensemble import Cld2Identifier, Cld2MissingError, EnsembleIdentifier, load_params
-from filters.langtags import canonical, matches, with_script
+from filters.langtags import by_language, canonical, with_script
 
 # Measured on the test half (odd UDHR articles, 4,826 strings, 175 languages): macro accuracy
 # fastText 0.561, CLD2 0.816, ensemble 0.861; on the 134 languages lid.176 can name: 0.733 and
@@ -61,9 +61,9 @@ def test_serbian_gets_the_script_of_its_text() -> None:
 
 
 def test_a_key_without_script_matches_every_script() -> None:
-    assert matches("zh-Hant", "zh") and matches("zh-Hans", "zh") and matches("zh", "zh")
-    assert not matches("zh-Hans", "zh-Hant")
-    assert not matches("en", "zh") and not matches(None, "en")
+    assert [by_language(code, {"zh": 0.5}) for code in ("zh-Hant", "zh-Hans", "zh")] == [0.5, 0.5, 0.5]
+    assert by_language("zh-Hans", {"zh-Hant": 0.5}) is None
+    assert by_language("en", {"zh": 0.5}) is None
 
 
 def test_fasttext_labels_use_the_same_codes() -> None:
@@ -196,6 +196,7 @@ def test_keep_keys_use_the_code_system() -> None:
     assert decide_language("sr-Latn", 0.9, config.keep) is None
     assert decide_language("sr-Cyrl", 0.9, config.keep) == ("language_not_kept", "sr-Cyrl (0.90)")
     assert decide_language("zh-Hans", 0.2, config.keep) == ("score_below_threshold", "zh-Hans 0.20 < 0.30")
+    assert decide_language(None, 0.0, config.keep) == ("no_language", "no prediction")
     with pytest.raises(ValueError, match="same language"):
         LangIdConfig(keep={"no": 0.5, "nb": 0.6})
 
