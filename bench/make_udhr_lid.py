@@ -85,8 +85,8 @@ def short_string(text: str) -> str:
     return text[:cut] if cut >= MAX_CHARS // 2 else text[:MAX_CHARS]
 
 
-def declarations(root: Path) -> Iterator[tuple[str, str, int, Path]]:
-    """(file code, BCP 47 tag, encoding stage, path) of every declaration in the package."""
+def declarations(root: Path) -> Iterator[tuple[str, str, int, str]]:
+    """(file code, BCP 47 tag, encoding stage, HTML) of every declaration in the package."""
     stages = {}
     index = (root / "index.js").read_text(encoding="utf-8")
     for block in index.split("},"):
@@ -95,12 +95,12 @@ def declarations(root: Path) -> Iterator[tuple[str, str, int, Path]]:
         if code and stage:
             stages[code.group(1)] = int(stage.group(1))
     for path in sorted((root / "declaration").glob("*.html")):
-        head = path.read_text(encoding="utf-8")[:3000]
-        m = _META.search(head)
+        page = path.read_text(encoding="utf-8")
+        m = _META.search(page[:3000])
         if not m:
             continue
         lang, code = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
-        yield code, lang, stages.get(code, 0), path
+        yield code, lang, stages.get(code, 0), page
 
 
 def gold_code(code: str, tag: str, text: str) -> str:
@@ -147,19 +147,19 @@ def known_labels() -> dict[str, set[str]]:
 def build(root: Path) -> list[dict[str, object]]:
     known = known_labels()
     chosen: dict[str, tuple[object, ...]] = {}
-    for code, tag, stage, path in declarations(root):
-        gold = gold_code(code, tag, path.read_text(encoding="utf-8")[-3000:])
+    for code, tag, stage, page in declarations(root):
+        gold = gold_code(code, tag, page[-3000:])
         by = [name for name, labels in known.items() if gold in labels]
         if not by:
             continue
-        rank = (*preference(code, tag, gold), -stage, len(code), code, path)
+        rank = (*preference(code, tag, gold), -stage, len(code), code, page)
         if gold not in chosen or rank < chosen[gold]:
             chosen[gold] = rank
     rows: list[dict[str, object]] = []
     for gold in sorted(chosen):
-        code, path = chosen[gold][-2:]
+        code, page = chosen[gold][-2:]
         parser = _Paragraphs()
-        parser.feed(path.read_text(encoding="utf-8"))
+        parser.feed(page)
         for article, raw in parser.out:
             text = short_string(raw)
             if len(text) < MIN_CHARS:
